@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// Process entry of a node agent (what `baton up` spawns; users run `baton node`).
+import 'reflect-metadata';
+import { parseArgs } from 'node:util';
+import { parseByteSize } from '@baton/contracts';
+import { startNode } from './index.js';
+
+const { values } = parseArgs({
+  options: { redis: { type: 'string' }, prefix: { type: 'string' }, id: { type: 'string' }, name: { type: 'string' }, 'memory-budget': { type: 'string' } },
+  strict: true,
+});
+const app = await startNode({
+  redisUrl: values.redis,
+  prefix: values.prefix,
+  id: values.id,
+  name: values.name,
+  memoryBudgetBytes: values['memory-budget'] !== undefined ? parseByteSize(values['memory-budget']) : undefined,
+});
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  await app.close();
+  process.exit(0);
+};
+process.once('SIGINT', stop);
+process.once('SIGTERM', stop);

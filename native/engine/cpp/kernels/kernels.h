@@ -1,0 +1,61 @@
+// Compute kernels of the engine: the contract between the forward pass (native/engine/cpp/*.cc)
+// and the per-CPU-feature kernel files (native/engine/cpp/kernels/*). Row-major weights in
+// ggml's block layouts; activations f32. Kernel choice (AVX2+FMA+F16C, NEON, scalar) happens
+// once at run time in kernels_select(); callers never see it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace baton {
+
+// ggml type ids, as stored in GGUF tensor infos.
+enum class DType : uint32_t {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q8_0 = 8,
+  Q4_K = 12,
+  Q6_K = 14,
+};
+
+// Bytes of one row of `cols` elements of `type` (cols must be a multiple of the block size).
+// Returns 0 for an unsupported type or a cols value that is not a multiple of the block size.
+size_t row_bytes(DType type, int64_t cols);
+// Elements per block (1 for F32/F16, 32 for Q8_0/Q4_0, 256 for K-quants); 0 if unsupported.
+int64_t block_elements(DType type);
+bool dtype_supported(uint32_t ggml_type);
+const char* dtype_name(DType type);
+
+// A weight matrix: `rows` rows of `cols` elements, each row `row_stride` bytes apart.
+struct Matrix {
+  DType type;
+  int64_t rows;
+  int64_t cols;
+  const void* data;
+  size_t row_stride;
+};
+
+class ThreadPool;  // kernels/thread_pool.h
+
+// y[b * rows + r] = sum_c W[r][c] * x[b * cols + c]  for b in [0, batch), r in [0, rows).
+// One pass over the weights serves the whole batch. Splits rows over the pool's threads.
+// `pool` may be null (run on the calling thread).
+void matmul(const Matrix& w, const float* x, int64_t batch, float* y, ThreadPool* pool);
+
+// dst[0..cols) = row `row` of w, dequantized (embedding lookup).
+void dequantize_row(const Matrix& w, int64_t row, float* dst);
+
+// Row conversions (F16 KV cache, scratch), with F16C / NEON when available. n is any count.
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
+// Quantizes n floats (n a multiple of 32) to ggml Q8_0 blocks (e.g. a Q8_0 KV cache): n / 32
+// blocks of {f16 scale, int8[32]}, row_bytes(DType::Q8_0, n) bytes.
+void quantize_row_q8_0(const float* src, void* dst, int64_t n);
+// Scalar conversions of one value are in kernels/f16.h (baton::f16_to_f32, baton::f32_to_f16).
+
+// Name of the kernel set chosen at run time: "avx2", "neon" or "scalar".
+const char* kernels_name();
+// Forces the scalar kernels (tests compare the two). Returns the previous name.
+const char* kernels_force_scalar(bool scalar);
+
+}  // namespace baton
