@@ -29,7 +29,7 @@ export function validateDto<T extends object>(cls: DtoClass<T>, plain: unknown):
     return { ok: false, problems: [`expected a JSON object, got ${plain === null ? 'null' : Array.isArray(plain) ? 'an array' : typeof plain}`] };
   }
   const instance = plainToInstance(cls, plain, { enableImplicitConversion: false }) as T;
-  const errors = validateSync(instance, { whitelist: true, forbidNonWhitelisted: true, forbidUnknownValues: true });
+  const errors = validateSync(instance, { whitelist: true, forbidNonWhitelisted: true, forbidUnknownValues: false });
   if (errors.length > 0) return { ok: false, problems: flatten(errors) };
   return { ok: true, value: instance };
 }

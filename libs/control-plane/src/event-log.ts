@@ -79,14 +79,23 @@ export class EventLog {
     return this.redis.xack(this.key, group, ...ids);
   }
 
-  /** Whether entries newer than `afterId` have been deleted or trimmed (Redis ≥ 7 keeps max-deleted-entry-id). */
+  /**
+   * Whether entries after `afterId` may have been lost to trimming or deletion: the oldest entry
+   * kept is newer than the reader's position, or an entry newer than it was deleted. (A reader
+   * whose own last entry was trimmed may see a false alarm; a full resync is always safe.)
+   */
   private async trimmedSince(afterId: string): Promise<boolean> {
     try {
-      const info = (await this.redis.call('XINFO', 'STREAM', this.key)) as (string | number | unknown)[];
-      const at = info.indexOf('max-deleted-entry-id');
-      if (at < 0) return false;
-      const maxDeleted = String(info[at + 1]);
-      return compareStreamIds(maxDeleted, afterId) > 0;
+      const info = (await this.redis.call('XINFO', 'STREAM', this.key)) as unknown[];
+      const field = (name: string) => {
+        const at = info.indexOf(name);
+        return at < 0 ? undefined : String(info[at + 1]);
+      };
+      const firstKept = field('recorded-first-entry-id');
+      const maxDeleted = field('max-deleted-entry-id');
+      const length = Number(field('length') ?? 0);
+      if (length > 0 && firstKept && firstKept !== '0-0' && compareStreamIds(firstKept, afterId) > 0) return true;
+      return maxDeleted !== undefined && compareStreamIds(maxDeleted, afterId) > 0;
     } catch {
       return false; // no stream yet
     }

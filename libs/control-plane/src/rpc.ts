@@ -30,14 +30,33 @@ function transportOptions(options: ControlPlaneOptions) {
   };
 }
 
+/** Logs a connection error once per outage instead of at every retry. */
+function quietErrors(logger: Logger, client: { on(event: string, fn: (...args: unknown[]) => void): unknown }): void {
+  let down = false;
+  client.on('error', (error) => {
+    if (!down) logger.warn(`Redis unavailable (${(error as Error)?.message ?? String(error)}); retrying with backoff`);
+    down = true;
+  });
+  client.on('ready', () => {
+    if (down) logger.log('Redis is back');
+    down = false;
+  });
+}
+
 /** The Nest Redis server with exponential backoff instead of a fixed retry delay. */
 class BackoffServerRedis extends ServerRedis {
   override createRetryStrategy(times: number): number | undefined {
     return this.isManuallyClosed ? undefined : backoffMs(times);
   }
+  override registerErrorListener(client: Parameters<ServerRedis['registerErrorListener']>[0]): void {
+    quietErrors(new Logger('RpcServer'), client);
+  }
 }
 
 class BackoffClientRedis extends ClientRedis {
+  override registerErrorListener(client: Parameters<ClientRedis['registerErrorListener']>[0]): void {
+    quietErrors(new Logger('RpcClient'), client as never);
+  }
   protected createRetryStrategyWithBackoff(times: number): number | undefined {
     return this.isManuallyClosed ? undefined : backoffMs(times);
   }

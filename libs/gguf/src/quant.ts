@@ -175,7 +175,8 @@ function quantizeQ4_K(src: Float32Array, dst: Uint8Array): void {
     const sc = dst.subarray(o + 4, o + 16);
     sc.fill(0);
     for (let s = 0; s < 8; s++) {
-      const ls = d > 0 ? Math.min(63, Math.round(subScale[s]! / d)) : 0;
+      // Never round a non-zero scale down to 0: that would flatten the whole sub-block.
+      const ls = d > 0 ? Math.min(63, Math.max(subScale[s]! > 0 ? 1 : 0, Math.round(subScale[s]! / d))) : 0;
       const lm = dmin > 0 ? Math.min(63, Math.round(subMin[s]! / dmin)) : 0;
       if (s < 4) {
         sc[s] = ls;

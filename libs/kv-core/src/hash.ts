@@ -66,31 +66,14 @@ class Murmur128 {
     this.h1 = h1; this.h2 = h2; this.h3 = h3; this.h4 = h4;
   }
 
-  /** Mixes the last 1–15 bytes. */
+  /** Mixes the last 1–15 bytes (little-endian words k1..k4, zero-padded). */
   tail(bytes: Uint8Array, offset: number, length: number): void {
-    let k1 = 0, k2 = 0, k3 = 0, k4 = 0;
-    const at = (i: number): number => bytes[offset + i]!;
-    switch (length) {
-      case 15: k4 ^= at(14) << 16; // falls through
-      case 14: k4 ^= at(13) << 8; // falls through
-      case 13: k4 ^= at(12);
-        k4 = Math.imul(k4, C4); k4 = rotl(k4, 18); k4 = Math.imul(k4, C1); this.h4 ^= k4; // falls through
-      case 12: k3 ^= at(11) << 24; // falls through
-      case 11: k3 ^= at(10) << 16; // falls through
-      case 10: k3 ^= at(9) << 8; // falls through
-      case 9: k3 ^= at(8);
-        k3 = Math.imul(k3, C3); k3 = rotl(k3, 17); k3 = Math.imul(k3, C4); this.h3 ^= k3; // falls through
-      case 8: k2 ^= at(7) << 24; // falls through
-      case 7: k2 ^= at(6) << 16; // falls through
-      case 6: k2 ^= at(5) << 8; // falls through
-      case 5: k2 ^= at(4);
-        k2 = Math.imul(k2, C2); k2 = rotl(k2, 16); k2 = Math.imul(k2, C3); this.h2 ^= k2; // falls through
-      case 4: k1 ^= at(3) << 24; // falls through
-      case 3: k1 ^= at(2) << 16; // falls through
-      case 2: k1 ^= at(1) << 8; // falls through
-      case 1: k1 ^= at(0);
-        k1 = Math.imul(k1, C1); k1 = rotl(k1, 15); k1 = Math.imul(k1, C2); this.h1 ^= k1;
-    }
+    const k = [0, 0, 0, 0];
+    for (let i = 0; i < length; i++) k[i >> 2]! |= bytes[offset + i]! << (8 * (i & 3));
+    if (length > 12) { let k4 = Math.imul(k[3]!, C4); k4 = rotl(k4, 18); k4 = Math.imul(k4, C1); this.h4 ^= k4; }
+    if (length > 8) { let k3 = Math.imul(k[2]!, C3); k3 = rotl(k3, 17); k3 = Math.imul(k3, C4); this.h3 ^= k3; }
+    if (length > 4) { let k2 = Math.imul(k[1]!, C2); k2 = rotl(k2, 16); k2 = Math.imul(k2, C3); this.h2 ^= k2; }
+    if (length > 0) { let k1 = Math.imul(k[0]!, C1); k1 = rotl(k1, 15); k1 = Math.imul(k1, C2); this.h1 ^= k1; }
   }
 
   /** Finishes over `length` input bytes; returns [h1, h2, h3, h4] as unsigned 32-bit numbers. */

@@ -48,7 +48,7 @@ async function getSequence() {
   return sequence;
 }
 
-const GREEDY = { temperature: 0, yieldEogToken: true, contextShift: { size: 0 } };
+const GREEDY = { temperature: 0, yieldEogToken: true };
 
 async function greedy({ tokens, n }) {
   const seq = await getSequence();

@@ -5,8 +5,8 @@
 //              stream, so this picks the fewest, fastest nodes that fit, gives slow nodes fewer
 //              layers and orders the ring for the cheapest links. Ties go to fewer nodes.
 // throughput — maximise tokens/s with `sequences` in flight, min(sequences / ring, 1 / bottleneck):
-//              for each node set the exact min-bottleneck layout and the exact min-ring layout
-//              are both evaluated and the better kept, so stage times come out balanced.
+//              exact (search.ts throughputSearch); stage times come out balanced. For the
+//              alternatives, each node set keeps its best layout seen during that search.
 //
 // Up to 8 nodes the search is exact (search.ts). Beyond, it is a heuristic: exact search over a
 // few pools of 8 (the fastest 8; the 8 with most memory; the fewest big-memory nodes that hold
@@ -19,7 +19,7 @@ import { InfeasibleError, type InfeasibleNode } from './errors.js';
 import { evaluateExo } from './exo.js';
 import { prepare, type PlacementInput, type Prepared } from './input.js';
 import { evaluateLayout, type Evaluated } from './layout.js';
-import { EXACT_SEARCH_MAX_NODES, exactSearch, fixedOrderSearch, type Found } from './search.js';
+import { EXACT_SEARCH_MAX_NODES, exactSearch, fixedOrderSearch, throughputSearch, type Found } from './search.js';
 
 export function formatMs(ms: number): string {
   if (!Number.isFinite(ms)) return String(ms);
@@ -111,8 +111,10 @@ function searchCandidates(prep: Prepared): { bySet: Map<string, Evaluated>; heur
   const n = prep.nodes.length;
   const pools = n <= EXACT_SEARCH_MAX_NODES ? [prep.nodes.map((_, i) => i)] : candidatePools(prep);
   for (const pool of pools) {
-    for (const found of exactSearch(prep, pool, 'sum').values()) consider(found);
-    if (objective === 'throughput') for (const found of exactSearch(prep, pool, 'max').values()) consider(found);
+    for (const found of exactSearch(prep, pool).values()) consider(found);
+    if (objective === 'throughput') {
+      for (const found of throughputSearch(prep, pool, consider)) consider(found);
+    }
   }
   let heuristic: string | undefined;
   if (n > EXACT_SEARCH_MAX_NODES) {

@@ -1,9 +1,9 @@
 // The search over layouts. For up to EXACT_SEARCH_MAX_NODES nodes it is exact: a dynamic program
 // over (set of nodes used, last node, layers placed so far), run once per choice of first node
 // (the last → first hop closes the ring), gives the best layout for every subset of nodes at
-// once — every order and every contiguous split is covered. Two measures:
-//   'sum' — Σ stage ms + Σ hop ms (one sequence's time per token; the latency objective);
-//   'max' — the slowest stage or link transfer (what bounds throughput), ties broken by 'sum'.
+// once — every order and every contiguous split is covered — for the least Σ stage ms + Σ hop ms
+// (one sequence's time per token: the latency objective), optionally under a cap on every stage
+// and link transfer (how throughputSearch finds the throughput optimum).
 // Beyond that many nodes, see candidatePools and fixedOrderSearch.
 import { TOKEN_ID_BYTES, hopMs, hopTransferMs, stageMemory, stageMs } from './costs.js';
 import type { Prepared } from './input.js';
@@ -22,6 +22,7 @@ export interface Found {
 const EPSILON = 1e-9;
 
 function better(p: number, s: number, bestP: number, bestS: number): boolean {
+  if (bestP === Infinity) return p < Infinity;
   const tolerance = EPSILON * Math.max(1, Math.abs(bestP));
   if (p < bestP - tolerance) return true;
   if (p > bestP + tolerance) return false;
@@ -33,6 +34,10 @@ interface Tables {
   k: number;
   layers: number;
   rate: number[];
+  /** msPrefix[w][e]: ms for node w to stream layers [0, e) (weights + KV reads); a stage is a difference. */
+  msPrefix: Float64Array[];
+  /** ms for node w to stream the head (last stage only). */
+  headMs: number[];
   /** maxEndMiddle[w][b]: largest e ≤ layers − 1 with [b, e) fitting w as a middle stage (b when none). */
   maxEndMiddle: Int32Array[];
   /** Largest e ≤ layers − 1 with [0, e) fitting as the first stage (0 when none). */
@@ -77,10 +82,13 @@ function buildTables(prep: Prepared, pool: number[]): Tables {
   const square = (f: (a: number, b: number) => number) =>
     pool.map((_, v) => Float64Array.from(pool, (__, w) => (v === w ? 0 : f(v, w))));
   const linkOf = (v: number, w: number) => prep.link(pool[v]!, pool[w]!);
+  const rate = pool.map((index) => prep.nodes[index]!.computeBytesPerSec);
   return {
     k,
     layers: L,
-    rate: pool.map((index) => prep.nodes[index]!.computeBytesPerSec),
+    rate,
+    msPrefix: rate.map((r) => Float64Array.from({ length: L + 1 }, (_, e) => stageMs(cost, 0, e, false, r))),
+    headMs: rate.map((r) => stageMs(cost, L, L, true, r)),
     maxEndMiddle,
     maxEndFirst,
     fitsLast,
@@ -93,32 +101,47 @@ function buildTables(prep: Prepared, pool: number[]): Tables {
 }
 
 /**
- * Exact search over a pool of at most EXACT_SEARCH_MAX_NODES nodes (indices into prep.nodes).
- * Returns the best layout for every subset of the pool that can hold the model, keyed by the
- * subset's bit mask over pool positions.
+ * Exact search over a pool of at most EXACT_SEARCH_MAX_NODES nodes (indices into prep.nodes) for
+ * the least ring time (Σ stage ms + Σ hop ms). Returns the best layout for every subset of the
+ * pool that can hold the model, keyed by the subset's bit mask over pool positions. With a
+ * threshold, only layouts whose every stage and link transfer takes at most that many ms count.
+ *
+ * State (mask, v, b): layers [0, b) placed on the nodes in mask, the last stage on v ending at b.
+ * A middle stage on w over [b, e) costs P_w[e] − P_w[b] (P_w = node w's prefix of stage ms), so
+ * for each (mask, w) the best predecessor of every end e is a minimum of g[b] − P_w[b] over a
+ * window of starts b that slides right as e grows (memory and the threshold bound the stage
+ * length): a monotone deque finds it in O(layers). Total O(2^k · k² · layers) per first node.
  */
-export function exactSearch(prep: Prepared, pool: number[], measure: Measure): Map<number, Found> {
+export function exactSearch(prep: Prepared, pool: number[], threshold = Infinity): Map<number, Found> {
   if (pool.length > EXACT_SEARCH_MAX_NODES) throw new RangeError(`exact search takes at most ${EXACT_SEARCH_MAX_NODES} nodes, got ${pool.length}`);
-  const { cost } = prep;
   const t = buildTables(prep, pool);
   const { k } = t;
   const L = t.layers;
   const width = L + 1;
   const states = (1 << k) * k * width;
-  const primary = new Float64Array(states);
-  const secondary = new Float64Array(states);
+  const value = new Float64Array(states);
   const parent = new Int32Array(states);
   const best = new Map<number, Found>();
-  const middleMs = (w: number, b: number, e: number) => stageMs(cost, b, e, false, t.rate[w]!);
-  const lastMs = (w: number, b: number) => stageMs(cost, b, L, true, t.rate[w]!);
   const index = (mask: number, v: number, b: number) => (mask * k + v) * width + b;
 
-  const offer = (mask: number, p: number, s: number, build: () => Layout) => {
+  // lowestStart[w][e]: the smallest start b ≥ 1 of a middle stage [b, e) on w that fits memory
+  // and the threshold (e when none does).
+  const lowestStart: Int32Array[] = [];
+  for (let w = 0; w < k; w++) {
+    const prefix = t.msPrefix[w]!;
+    const lowest = new Int32Array(width);
+    let b = 1;
+    for (let e = 2; e < L; e++) {
+      while (b < e && (t.maxEndMiddle[w]![b]! < e || prefix[e]! - prefix[b]! > threshold)) b++;
+      lowest[e] = b;
+    }
+    lowestStart.push(lowest);
+  }
+
+  const offer = (mask: number, total: number, build: () => Layout) => {
     const current = best.get(mask);
-    if (!current || better(p, s, current.primary, current.secondary)) best.set(mask, { layout: build(), primary: p, secondary: s });
+    if (!current || total < current.primary) best.set(mask, { layout: build(), primary: total, secondary: total });
   };
-  // A state (mask, v, b) is "layers [0, b) placed, the last stage on v ends at b"; its parent is
-  // the state the stage on v started from (-1 for the first stage, which starts at 0).
   const walk = (state: number, lastNode: number): Layout => {
     const nodes: number[] = [];
     const ends: number[] = [];
@@ -131,54 +154,78 @@ export function exactSearch(prep: Prepared, pool: number[], measure: Measure): M
     return { order: [...nodes, lastNode].map((v) => pool[v]!), bounds: [0, ...ends, L] };
   };
 
+  const g = new Float64Array(width);
+  const gFrom = new Int32Array(width);
+  const deque = new Int32Array(width);
   for (let f = 0; f < k; f++) {
-    primary.fill(Infinity);
+    value.fill(Infinity);
     const fBit = 1 << f;
-    if (t.fitsWhole[f]) {
-      const ms = lastMs(f, 0);
-      offer(fBit, ms, ms, () => ({ order: [pool[f]!], bounds: [0, L] }));
-    }
-    for (let e = 1; e <= t.maxEndFirst[f]!; e++) {
-      const at = index(fBit, f, e);
-      const ms = middleMs(f, 0, e);
-      primary[at] = ms;
-      secondary[at] = ms;
-      parent[at] = -1;
+    const prefixF = t.msPrefix[f]!;
+    const wholeMs = prefixF[L]! + t.headMs[f]!;
+    if (t.fitsWhole[f] && wholeMs <= threshold) offer(fBit, wholeMs, () => ({ order: [pool[f]!], bounds: [0, L] }));
+    for (let e = 1; e <= t.maxEndFirst[f]! && prefixF[e]! <= threshold; e++) {
+      value[index(fBit, f, e)] = prefixF[e]!;
+      parent[index(fBit, f, e)] = -1;
     }
     for (let mask = fBit; mask < 1 << k; mask++) {
       if (!(mask & fBit)) continue;
-      for (let v = 0; v < k; v++) {
-        if (!(mask & (1 << v))) continue;
-        const base = index(mask, v, 0);
+      for (let w = 0; w < k; w++) {
+        if (mask & (1 << w)) continue;
+        // g[b]: best cost of reaching "b layers placed" in mask and hopping to w.
+        let any = false;
         for (let b = 1; b < L; b++) {
-          const p = primary[base + b]!;
-          if (p === Infinity) continue;
-          const s = secondary[base + b]!;
-          for (let w = 0; w < k; w++) {
-            if (mask & (1 << w)) continue;
-            const next = mask | (1 << w);
-            const hop = t.hop[v]![w]!;
-            const transfer = t.hopTransfer[v]![w]!;
-            const maxEnd = t.maxEndMiddle[w]![b]!;
-            const nextBase = index(next, w, 0);
-            for (let e = b + 1; e <= maxEnd; e++) {
-              const ms = middleMs(w, b, e);
-              const np = measure === 'sum' ? p + hop + ms : Math.max(p, transfer, ms);
-              const ns = s + hop + ms;
-              const at = nextBase + e;
-              if (primary[at] === Infinity || better(np, ns, primary[at]!, secondary[at]!)) {
-                primary[at] = np;
-                secondary[at] = ns;
-                parent[at] = base + b;
-              }
-            }
-            if (t.fitsLast[w]![b]) {
-              const ms = lastMs(w, b);
-              const close = t.close[w]![f]!;
-              const np = measure === 'sum' ? p + hop + ms + close : Math.max(p, transfer, ms, t.closeTransfer[w]![f]!);
-              const ns = s + hop + ms + close;
-              offer(next, np, ns, () => walk(base + b, w));
-            }
+          let bestValue = Infinity;
+          let bestFrom = -1;
+          for (let v = 0; v < k; v++) {
+            if (!(mask & (1 << v)) || t.hopTransfer[v]![w]! > threshold) continue;
+            const c = value[index(mask, v, b)]!;
+            if (c === Infinity) continue;
+            const through = c + t.hop[v]![w]!;
+            if (through < bestValue) { bestValue = through; bestFrom = v; }
+          }
+          g[b] = bestValue;
+          gFrom[b] = bestFrom;
+          if (bestFrom >= 0) any = true;
+        }
+        if (!any) continue;
+        const next = mask | (1 << w);
+        const prefix = t.msPrefix[w]!;
+        // w as the last stage, [b, L), closing the ring back to f.
+        if (t.closeTransfer[w]![f]! <= threshold) {
+          let bestTotal = Infinity;
+          let bestB = -1;
+          for (let b = 1; b < L; b++) {
+            if (g[b] === Infinity || !t.fitsLast[w]![b]) continue;
+            const ms = prefix[L]! - prefix[b]! + t.headMs[w]!;
+            if (ms > threshold) continue;
+            const total = g[b]! + ms + t.close[w]![f]!;
+            if (total < bestTotal) { bestTotal = total; bestB = b; }
+          }
+          if (bestB >= 0) {
+            const from = index(mask, gFrom[bestB]!, bestB);
+            offer(next, bestTotal, () => walk(from, w));
+          }
+        }
+        // w as a middle stage [b, e): sliding-window minimum of g[b] − P_w[b].
+        let head = 0;
+        let tail = 0;
+        let pushed = 1;
+        const nextBase = index(next, w, 0);
+        for (let e = 2; e < L; e++) {
+          for (; pushed <= e - 1; pushed++) {
+            if (g[pushed] === Infinity) continue;
+            const key = g[pushed]! - prefix[pushed]!;
+            while (tail > head && g[deque[tail - 1]!]! - prefix[deque[tail - 1]!]! >= key) tail--;
+            deque[tail++] = pushed;
+          }
+          const lowest = lowestStart[w]![e]!;
+          while (tail > head && deque[head]! < lowest) head++;
+          if (tail === head) continue;
+          const b = deque[head]!;
+          const candidate = g[b]! - prefix[b]! + prefix[e]!;
+          if (candidate < value[nextBase + e]!) {
+            value[nextBase + e] = candidate;
+            parent[nextBase + e] = index(mask, gFrom[b]!, b);
           }
         }
       }
@@ -255,4 +302,58 @@ export function fixedOrderSearch(prep: Prepared, order: number[], measure: Measu
   bounds.push(0);
   bounds.reverse();
   return { layout: { order: [...order], bounds }, primary: bestP, secondary: bestS };
+}
+
+/**
+ * The exact throughput optimum over a pool: maximise min(sequences / ring, 1 / bottleneck), i.e.
+ * minimise max(ring / sequences, bottleneck). With R(τ) the least ring time among layouts whose
+ * bottleneck is ≤ τ (the 'sum' search with a threshold), the optimum is min over τ of
+ * max(R(τ) / sequences, τ); R only changes at a stage or transfer time, and R(τ) / sequences
+ * falls while τ rises, so a binary search over those times finds the crossing. Returns the
+ * layouts on both sides of it (the caller keeps the better), or nothing when none fits.
+ */
+export function throughputSearch(prep: Prepared, pool: number[], onSubset?: (found: Found) => void): Found[] {
+  const { cost } = prep;
+  const L = cost.layers;
+  const t = buildTables(prep, pool);
+  const times = new Set<number>();
+  for (let w = 0; w < t.k; w++) {
+    // The same arithmetic as the search uses, so every layout's own stage times are candidates.
+    const prefix = t.msPrefix[w]!;
+    for (let b = 0; b < L; b++) {
+      for (let e = b + 1; e < L; e++) times.add(prefix[e]! - prefix[b]!);
+      times.add(prefix[L]! - prefix[b]! + t.headMs[w]!);
+    }
+    for (let v = 0; v < t.k; v++) {
+      if (v !== w) { times.add(t.hopTransfer[v]![w]!); times.add(t.closeTransfer[v]![w]!); }
+    }
+  }
+  const candidates = [...times].sort((a, b) => a - b);
+  const sequences = prep.requirement.sequences;
+  const cache = new Map<number, Found | undefined>();
+  const leastRing = (i: number): Found | undefined => {
+    if (!cache.has(i)) {
+      let best: Found | undefined;
+      for (const found of exactSearch(prep, pool, candidates[i]!).values()) {
+        onSubset?.(found);
+        if (!best || found.primary < best.primary) best = found;
+      }
+      cache.set(i, best);
+    }
+    return cache.get(i);
+  };
+  // Smallest i with R(τ_i) / sequences ≤ τ_i (R = ∞ when nothing fits under τ_i).
+  let lo = 0;
+  let hi = candidates.length - 1;
+  if (!leastRing(hi)) return [];
+  if (leastRing(hi)!.primary / sequences > candidates[hi]!) return [leastRing(hi)!];
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const found = leastRing(mid);
+    if (found && found.primary / sequences <= candidates[mid]!) hi = mid;
+    else lo = mid + 1;
+  }
+  const out = [leastRing(lo)!];
+  if (lo > 0 && leastRing(lo - 1)) out.push(leastRing(lo - 1)!);
+  return out;
 }

@@ -99,6 +99,19 @@ export class Tokenizer {
     return out;
   }
 
+  /**
+   * Tokenizes a prompt rendered from the chat template: control tokens written by the template
+   * (e.g. "<|im_start|>") become single tokens, and BOS is added when the model wants one unless
+   * the template already wrote it (so there is never a double BOS).
+   */
+  encodePrompt(text: string): number[] {
+    const v = this.vocab;
+    const ids = this.encode(text, { addSpecial: false, parseSpecial: true });
+    if (v.addBos && v.bos !== null && ids[0] !== v.bos) ids.unshift(v.bos);
+    if (v.addEos && v.eos !== null && ids[ids.length - 1] !== v.eos) ids.push(v.eos);
+    return ids;
+  }
+
   /** The bytes one token stands for (llama.cpp's token_to_piece). */
   tokenBytes(id: number, special = false): Uint8Array {
     this.checkId(id);
@@ -360,7 +373,7 @@ export class IncrementalDecoder {
   private pending: number[] = [];
   /** Last bytes already returned, the context clean-up looks back at. */
   private tail: number[] = [];
-  private readonly td = new TextDecoder('utf-8');
+  private readonly td = new TextDecoder('utf-8', { ignoreBOM: true });
 
   constructor(private readonly tok: Tokenizer, options: DecodeOptions) {
     this.special = options.special ?? false;

@@ -1,8 +1,23 @@
 // The vocabulary as llama.cpp loads it (llama_vocab::impl::load) from GGUF metadata.
+import { BatonError, ErrorCode } from '@baton/contracts';
 import { PRE_TOKENIZERS, type PreTokenizerSpec } from './pretokenize.js';
 
-/** GGUF metadata: key -> value, arrays as JS arrays (as @baton/gguf returns it). */
-export type GgufMetadata = Readonly<Record<string, unknown>>;
+/**
+ * GGUF metadata: a plain object key -> value (arrays as JS arrays), or a Map of key -> value or
+ * key -> {type, value} (the typed entries @baton/gguf's reader returns).
+ */
+export type GgufMetadata = Readonly<Record<string, unknown>> | ReadonlyMap<string, unknown>;
+
+/** Normalizes metadata to a plain object of plain values. */
+export function plainMetadata(meta: GgufMetadata): Readonly<Record<string, unknown>> {
+  if (!(meta instanceof Map)) return meta as Readonly<Record<string, unknown>>;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of meta as ReadonlyMap<string, unknown>) {
+    const raw = typeof v === 'object' && v !== null && 'type' in v && 'value' in v ? (v as { value: unknown }).value : v;
+    out[k] = typeof raw === 'bigint' ? Number(raw) : raw;
+  }
+  return out;
+}
 
 /** Token attributes, bit for bit as llama.cpp's llama_token_attr. */
 export const TokenAttr = {
@@ -25,9 +40,9 @@ export const TokenType = { UNDEFINED: 0, NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER
 export type VocabType = 'spm' | 'bpe';
 
 /** Thrown for metadata that does not describe a tokenizer this library can run. */
-export class TokenizerError extends Error {
-  constructor(message: string) {
-    super(message);
+export class TokenizerError extends BatonError {
+  constructor(message: string, code: ErrorCode = ErrorCode.VALIDATION) {
+    super(code, message);
     this.name = 'TokenizerError';
   }
 }
@@ -82,21 +97,21 @@ const EOG_TEXTS = [
   '<|tool_response>', '<｜end▁of▁sentence｜>', '[e~[',
 ];
 
-function optString(meta: GgufMetadata, key: string): string | undefined {
+function optString(meta: Readonly<Record<string, unknown>>, key: string): string | undefined {
   const v = meta[key];
   if (v === undefined) return undefined;
   if (typeof v !== 'string') throw new TokenizerError(`GGUF key ${key} should be a string, got ${typeof v}`);
   return v;
 }
 
-function optBool(meta: GgufMetadata, key: string): boolean | undefined {
+function optBool(meta: Readonly<Record<string, unknown>>, key: string): boolean | undefined {
   const v = meta[key];
   if (v === undefined) return undefined;
   if (typeof v !== 'boolean') throw new TokenizerError(`GGUF key ${key} should be a bool, got ${typeof v}`);
   return v;
 }
 
-function optId(meta: GgufMetadata, key: string): number | undefined {
+function optId(meta: Readonly<Record<string, unknown>>, key: string): number | undefined {
   const v = meta[key];
   if (v === undefined) return undefined;
   const n = typeof v === 'bigint' ? Number(v) : v;
@@ -104,7 +119,7 @@ function optId(meta: GgufMetadata, key: string): number | undefined {
   return n;
 }
 
-function optArray(meta: GgufMetadata, key: string): unknown[] | undefined {
+function optArray(meta: Readonly<Record<string, unknown>>, key: string): unknown[] | undefined {
   const v = meta[key];
   if (v === undefined) return undefined;
   if (!Array.isArray(v) && !ArrayBuffer.isView(v)) throw new TokenizerError(`GGUF key ${key} should be an array`);
@@ -112,7 +127,8 @@ function optArray(meta: GgufMetadata, key: string): unknown[] | undefined {
 }
 
 /** Builds the vocabulary from GGUF metadata, with llama.cpp's defaults and overrides. */
-export function loadVocab(meta: GgufMetadata): Vocab {
+export function loadVocab(metadata: GgufMetadata): Vocab {
+  const meta = plainMetadata(metadata);
   const model = optString(meta, 'tokenizer.ggml.model');
   if (model === undefined) {
     throw new TokenizerError('the GGUF has no tokenizer (tokenizer.ggml.model is missing); use a model file that embeds its vocabulary');

@@ -123,6 +123,9 @@ class Engine {
   bool last_stage() const { return layer_end_ == config_.n_layers; }
   uint64_t weight_bytes_per_token() const { return streamed_bytes_; }
   KvPool& kv() { return kv_; }
+  // Forgets what the engine remembers of a sequence outside the KV pool (its last sampled token);
+  // called when the sequence is freed, truncated or replaced.
+  void reset_sequence(uint32_t sequence_id) { last_sampled_.erase(sequence_id); }
   // Held by every operation on the engine (forward on a worker thread, KV ops on the JS thread).
   std::mutex& mutex() { return mutex_; }
 

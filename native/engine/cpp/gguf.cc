@@ -369,7 +369,8 @@ bool GgufFile::get_string(const std::string& key, std::string* out, std::string*
 bool GgufFile::get_u64(const std::string& key, uint64_t* out, std::string* error) const {
   const GgufValue* v = find(key);
   if (v == nullptr) { *error = "missing metadata " + key; return false; }
-  if (!v->is_integer() || (v->type == GgufType::I8 || v->type == GgufType::I16 || v->type == GgufType::I32 || v->type == GgufType::I64) && v->i < 0) {
+  const bool is_signed = v->type == GgufType::I8 || v->type == GgufType::I16 || v->type == GgufType::I32 || v->type == GgufType::I64;
+  if (!v->is_integer() || (is_signed && v->i < 0)) {
     *error = "metadata " + key + " must be a non-negative integer";
     return false;
   }

@@ -21,21 +21,50 @@ class Addon : public EventSink {
  public:
   ~Addon() override {
     loop_.reset();  // joins the I/O thread before the function goes away
-    if (started_) tsfn_.Release();
+    if (started_ && !uv_mode_) tsfn_.Release();
   }
 
   void notify() override {
+    if (uv_mode_) {
+      deliver_now();
+      return;
+    }
     if (call_pending_.exchange(true)) return;
     tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function dispatch) { deliver(env, dispatch); });
   }
 
-  void start(Napi::Env env, Napi::Function dispatch) {
+  // uv driver: called on the main thread from a libuv callback (no JS on the stack).
+  void deliver_now() {
+    if (delivering_) return;  // re-entered from JS: the loop below picks the events up
+    delivering_ = true;
+    Napi::HandleScope scope(env_);
+    try {
+      while (loop_->has_events()) deliver(env_, dispatch_.Value());
+    } catch (const Napi::Error& error) {
+      napi_fatal_exception(env_, error.Value());
+    }
+    delivering_ = false;
+  }
+
+  void start(Napi::Env env, Napi::Function dispatch, bool uv_mode) {
     if (started_) throw Napi::Error::New(env, "transport already initialised");
+    uv_mode_ = uv_mode;
+    started_ = true;
+    if (uv_mode) {
+      env_ = env;
+      dispatch_ = Napi::Persistent(dispatch);
+      context_ = std::make_unique<Napi::AsyncContext>(env, "baton-transport");
+      uv_loop_t* uv_loop = nullptr;
+      if (napi_get_uv_event_loop(env, &uv_loop) != napi_ok) throw Napi::Error::New(env, "no libuv loop");
+      loop_ = std::make_unique<IoLoop>(this, uv_loop);
+      return;
+    }
     tsfn_ = Napi::ThreadSafeFunction::New(env, dispatch, "baton-transport", 0, 1);
     tsfn_.Unref(env);
-    started_ = true;
-    loop_ = std::make_unique<IoLoop>(this);
+    loop_ = std::make_unique<IoLoop>(this, nullptr);
   }
+
+  bool uv_mode() const { return uv_mode_; }
 
   IoLoop* loop(Napi::Env env) {
     if (!loop_) throw Napi::Error::New(env, "transport not initialised");
@@ -97,10 +126,16 @@ class Addon : public EventSink {
           list.Set(slot++, env.Undefined());
       }
     }
-    dispatch.Call({list, headers});
+    if (uv_mode_) dispatch.MakeCallback(env.Global(), {list, headers}, *context_);
+    else dispatch.Call({list, headers});
   }
 
   std::unique_ptr<IoLoop> loop_;
+  bool uv_mode_ = false;
+  bool delivering_ = false;
+  Napi::Env env_ = Napi::Env(nullptr);
+  Napi::FunctionReference dispatch_;
+  std::unique_ptr<Napi::AsyncContext> context_;
   std::atomic<bool> call_pending_{false};
   bool started_ = false;
 };
@@ -123,12 +158,14 @@ EndpointOptions read_options(Napi::Env env, Napi::Object object) {
 }
 
 Napi::Value Init(const Napi::CallbackInfo& info) {
-  addon_of(info.Env()).start(info.Env(), info[0].As<Napi::Function>());
+  std::string mode = info[1].As<Napi::String>();
+  addon_of(info.Env()).start(info.Env(), info[0].As<Napi::Function>(), mode == "uv");
   return info.Env().Undefined();
 }
 
 Napi::Value Ref(const Napi::CallbackInfo& info) {
   Addon& addon = addon_of(info.Env());
+  if (addon.uv_mode()) return info.Env().Undefined();  // uv_poll handles keep the loop alive themselves
   if (info[0].As<Napi::Boolean>().Value()) addon.tsfn_.Ref(info.Env());
   else addon.tsfn_.Unref(info.Env());
   return info.Env().Undefined();

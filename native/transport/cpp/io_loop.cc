@@ -132,6 +132,7 @@ struct Listener {
   EndpointOptions options;
   std::string unix_path;
   bool close_requested = false;
+  uv_poll_t* poll = nullptr;  // uv driver only
 };
 
 struct Connection {
@@ -164,10 +165,38 @@ struct Connection {
   bool close_requested = false;
   int write_error = 0;
 
+  // uv driver only (main thread).
+  uv_poll_t* poll = nullptr;
+  int armed = 0;
+
   ~Connection() { std::free(payload); }
 };
 
-IoLoop::IoLoop(EventSink* sink) : sink_(sink) {
+namespace {
+struct PollContext {
+  IoLoop* loop;
+  uint32_t id;
+  bool listener;
+};
+
+void free_poll_handle(uv_handle_t* handle) {
+  delete static_cast<PollContext*>(handle->data);
+  delete reinterpret_cast<uv_poll_t*>(handle);
+}
+}  // namespace
+
+IoLoop::IoLoop(EventSink* sink, uv_loop_t* uv_loop) : sink_(sink), uv_(uv_loop) {
+  if (uv_) {
+    uv_async_ = new uv_async_t;
+    uv_async_init(uv_, uv_async_, on_uv_async);
+    uv_async_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(uv_async_));
+    uv_timer_ = new uv_timer_t;
+    uv_timer_init(uv_, uv_timer_);
+    uv_timer_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(uv_timer_));
+    return;
+  }
   if (pipe(wake_pipe_) != 0) std::abort();
   set_nonblocking(wake_pipe_[0]);
   set_nonblocking(wake_pipe_[1]);
@@ -176,24 +205,37 @@ IoLoop::IoLoop(EventSink* sink) : sink_(sink) {
 
 IoLoop::~IoLoop() {
   running_ = false;
-  wake();
-  if (thread_.joinable()) thread_.join();
+  if (!uv_) {
+    wake();
+    if (thread_.joinable()) thread_.join();
+  }
   std::lock_guard<std::mutex> lock(table_mutex_);
   for (auto& entry : connections_) {
     std::lock_guard<std::mutex> connection_lock(entry.second->mutex);
+    if (entry.second->poll) uv_poll_stop(entry.second->poll);
     if (entry.second->fd >= 0) ::close(entry.second->fd);
     entry.second->fd = -1;
   }
   for (auto& entry : listeners_) {
+    if (entry.second->poll) uv_poll_stop(entry.second->poll);
     if (entry.second->fd >= 0) ::close(entry.second->fd);
     if (!entry.second->unix_path.empty()) unlink(entry.second->unix_path.c_str());
   }
   for (auto& event : events_) std::free(event.payload);
+  if (uv_) {
+    // The environment is being torn down: handles are closed with the loop, memory is left to exit.
+    uv_timer_stop(uv_timer_);
+    return;
+  }
   ::close(wake_pipe_[0]);
   ::close(wake_pipe_[1]);
 }
 
 void IoLoop::wake() {
+  if (uv_) {
+    uv_async_send(uv_async_);
+    return;
+  }
   if (wake_pending_.exchange(true)) return;
   uint8_t byte = 1;
   ssize_t ignored = ::write(wake_pipe_[1], &byte, 1);
@@ -264,7 +306,8 @@ uint32_t IoLoop::listen(const std::string& host, int port, const std::string& un
     listener->id = next_id_++;
     listeners_[listener->id] = listener;
   }
-  wake();
+  if (uv_) watch_listener(listener);
+  else wake();
   return listener->id;
 }
 
@@ -298,7 +341,8 @@ uint32_t IoLoop::connect(const std::string& host, int port, const std::string& u
     // Reported asynchronously like any other connect failure, so callers have one path.
     connection->write_error = saved;
   }
-  wake();
+  if (uv_) arm(connection, now_ms());
+  wake();  // the result, an immediate failure included, is reported from the loop
   return connection->id;
 }
 
@@ -369,7 +413,10 @@ SendStatus IoLoop::send(uint32_t connection_id, const uint8_t* header, const uin
     stats.sends_over_high_water++;
   }
   lock.unlock();
-  if (was_empty) wake();  // the I/O thread starts watching POLLOUT
+  if (was_empty) {
+    if (uv_) arm(connection, now_ms());  // start watching for writability
+    else wake();                         // the I/O thread starts watching POLLOUT
+  }
   return over ? SendStatus::OVER_HIGH_WATER : SendStatus::OK;
 }
 
@@ -490,6 +537,7 @@ void IoLoop::accept_ready(const std::shared_ptr<Listener>& listener) {
       connections_[connection->id] = connection;
     }
     start_handshake(connection);
+    if (uv_) arm(connection, now_ms());
   }
 }
 
@@ -515,6 +563,7 @@ void IoLoop::finish_close(const std::shared_ptr<Connection>& connection, const s
     std::lock_guard<std::mutex> lock(connection->mutex);
     if (connection->state == Connection::State::CLOSED) return;
     was_open = connection->state == Connection::State::OPEN;
+    detach(*connection);
     if (connection->fd >= 0) ::close(connection->fd);
     connection->fd = -1;
     connection->state = Connection::State::CLOSED;
@@ -686,77 +735,210 @@ void IoLoop::read_ready(const std::shared_ptr<Connection>& c) {
   }
 }
 
+int IoLoop::prepare(const std::shared_ptr<Connection>& c, int64_t now, int64_t* next_deadline) {
+  int events = 0;
+  bool close_now = false;
+  int write_error = 0;
+  Connection::State state;
+  {
+    std::lock_guard<std::mutex> lock(c->mutex);
+    state = c->state;
+    if (state == Connection::State::CLOSED) return -1;
+    write_error = c->write_error;
+    if (c->close_requested && c->out_queue.empty()) close_now = true;
+    if (state == Connection::State::CONNECTING) {
+      events = POLLOUT;
+    } else {
+      if (c->undelivered < c->options.max_undelivered_bytes) events |= POLLIN;
+      if (!c->out_queue.empty()) events |= POLLOUT;
+    }
+  }
+  if (write_error != 0) {
+    fail(c, errno_code(write_error),
+         (state == Connection::State::CONNECTING ? "cannot connect to " : "connection to ") + c->remote + ": " +
+             std::strerror(write_error));
+    return -1;
+  }
+  if (close_now) {
+    finish_close(c, "", "");
+    return -1;
+  }
+  if (state != Connection::State::OPEN) {
+    if (now >= c->deadline_ms) {
+      fail(c, "BATON_HANDSHAKE_TIMEOUT",
+           (state == Connection::State::CONNECTING ? "connecting to " : "handshake with ") + c->remote +
+               " timed out after " + std::to_string(c->options.handshake_timeout_ms) + " ms");
+      return -1;
+    }
+    if (*next_deadline < 0 || c->deadline_ms < *next_deadline) *next_deadline = c->deadline_ms;
+  }
+  return events;
+}
+
+void IoLoop::handle(const std::shared_ptr<Connection>& c, int revents) {
+  if (revents == 0) return;
+  Connection::State state;
+  {
+    std::lock_guard<std::mutex> lock(c->mutex);
+    state = c->state;
+  }
+  if (state == Connection::State::CLOSED) return;
+  if (state == Connection::State::CONNECTING) {
+    on_connect_complete(c);
+    return;
+  }
+  if (revents & (POLLIN | POLLHUP | POLLERR)) read_ready(c);
+  if (revents & POLLOUT) write_ready(c);
+}
+
+void IoLoop::close_requested_listeners() {
+  std::vector<std::shared_ptr<Listener>> closed;
+  {
+    std::lock_guard<std::mutex> lock(table_mutex_);
+    for (auto it = listeners_.begin(); it != listeners_.end();) {
+      if (it->second->close_requested) {
+        closed.push_back(it->second);
+        it = listeners_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& listener : closed) {
+    if (listener->poll) {
+      uv_poll_stop(listener->poll);
+      uv_close(reinterpret_cast<uv_handle_t*>(listener->poll), free_poll_handle);
+      listener->poll = nullptr;
+    }
+    ::close(listener->fd);
+    if (!listener->unix_path.empty()) unlink(listener->unix_path.c_str());
+    Event event(EventType::LISTENER_CLOSED);
+    event.id = listener->id;
+    push_event(std::move(event));
+  }
+}
+
+// ---- uv driver ----
+
+void IoLoop::detach(Connection& c) {
+  if (!c.poll) return;
+  uv_poll_stop(c.poll);
+  uv_close(reinterpret_cast<uv_handle_t*>(c.poll), free_poll_handle);
+  c.poll = nullptr;
+  c.armed = 0;
+}
+
+void IoLoop::arm(const std::shared_ptr<Connection>& c, int64_t now) {
+  int64_t next_deadline = -1;
+  int mask = prepare(c, now, &next_deadline);
+  if (mask < 0) return;
+  if (!c->poll) {
+    c->poll = new uv_poll_t;
+    if (uv_poll_init_socket(uv_, c->poll, c->fd) != 0) {
+      delete c->poll;
+      c->poll = nullptr;
+      fail(c, "EIO", "cannot watch the socket for " + c->remote);
+      return;
+    }
+    c->poll->data = new PollContext{this, c->id, false};
+  }
+  int wanted = ((mask & POLLIN) ? UV_READABLE : 0) | ((mask & POLLOUT) ? UV_WRITABLE : 0);
+  if (wanted != c->armed || wanted == 0) {
+    // UV_DISCONNECT is always asked for so a peer hang-up is seen even when reading is paused.
+    uv_poll_start(c->poll, wanted | UV_DISCONNECT, on_uv_poll);
+    c->armed = wanted;
+  }
+  if (next_deadline >= 0 && !uv_is_active(reinterpret_cast<uv_handle_t*>(uv_timer_))) {
+    uv_timer_start(uv_timer_, on_uv_timer, 50, 50);
+  }
+}
+
+void IoLoop::watch_listener(const std::shared_ptr<Listener>& listener) {
+  listener->poll = new uv_poll_t;
+  uv_poll_init_socket(uv_, listener->poll, listener->fd);
+  listener->poll->data = new PollContext{this, listener->id, true};
+  uv_poll_start(listener->poll, UV_READABLE, on_uv_poll);
+}
+
+void IoLoop::service() {
+  close_requested_listeners();
+  std::vector<std::shared_ptr<Connection>> snapshot;
+  {
+    std::lock_guard<std::mutex> lock(table_mutex_);
+    for (auto& entry : connections_) snapshot.push_back(entry.second);
+  }
+  int64_t now = now_ms();
+  bool handshaking = false;
+  for (auto& c : snapshot) {
+    arm(c, now);
+    std::lock_guard<std::mutex> lock(c->mutex);
+    handshaking = handshaking || (c->state != Connection::State::OPEN && c->state != Connection::State::CLOSED);
+  }
+  if (!handshaking) uv_timer_stop(uv_timer_);
+  sink_->notify();
+}
+
+void IoLoop::on_uv_async(uv_async_t* handle) { static_cast<IoLoop*>(handle->data)->service(); }
+void IoLoop::on_uv_timer(uv_timer_t* handle) { static_cast<IoLoop*>(handle->data)->service(); }
+
+void IoLoop::on_uv_poll(uv_poll_t* handle, int status, int events) {
+  auto* context = static_cast<PollContext*>(handle->data);
+  IoLoop* loop = context->loop;
+  loop->stats.wakeups++;
+  if (context->listener) {
+    std::shared_ptr<Listener> listener;
+    {
+      std::lock_guard<std::mutex> lock(loop->table_mutex_);
+      auto found = loop->listeners_.find(context->id);
+      if (found != loop->listeners_.end()) listener = found->second;
+    }
+    if (listener) loop->accept_ready(listener);
+    loop->sink_->notify();
+    return;
+  }
+  std::shared_ptr<Connection> c;
+  {
+    std::lock_guard<std::mutex> lock(loop->table_mutex_);
+    auto found = loop->connections_.find(context->id);
+    if (found != loop->connections_.end()) c = found->second;
+  }
+  if (!c) return;
+  int revents = status < 0 ? POLLERR
+                           : ((events & UV_READABLE) ? POLLIN : 0) | ((events & UV_WRITABLE) ? POLLOUT : 0) |
+                                 ((events & UV_DISCONNECT) ? POLLHUP : 0);
+  loop->handle(c, revents);
+  loop->arm(c, now_ms());
+  loop->sink_->notify();
+}
+
+// ---- thread driver ----
+
 void IoLoop::run() {
   std::vector<pollfd> fds;
   std::vector<std::shared_ptr<Connection>> polled_connections;
   std::vector<std::shared_ptr<Listener>> polled_listeners;
+  std::vector<std::shared_ptr<Connection>> snapshot;
   while (running_) {
     fds.clear();
     polled_connections.clear();
     polled_listeners.clear();
+    snapshot.clear();
     fds.push_back({wake_pipe_[0], POLLIN, 0});
-    int64_t now = now_ms();
-    int64_t next_deadline = -1;
-    std::vector<std::shared_ptr<Listener>> closed_listeners;
-    std::vector<std::shared_ptr<Connection>> snapshot;
+    close_requested_listeners();
     {
       std::lock_guard<std::mutex> lock(table_mutex_);
-      for (auto it = listeners_.begin(); it != listeners_.end();) {
-        if (it->second->close_requested) {
-          closed_listeners.push_back(it->second);
-          it = listeners_.erase(it);
-          continue;
-        }
-        fds.push_back({it->second->fd, POLLIN, 0});
-        polled_listeners.push_back(it->second);
-        ++it;
+      for (auto& entry : listeners_) {
+        fds.push_back({entry.second->fd, POLLIN, 0});
+        polled_listeners.push_back(entry.second);
       }
-      snapshot.reserve(connections_.size());
       for (auto& entry : connections_) snapshot.push_back(entry.second);
     }
-    for (auto& listener : closed_listeners) {
-      ::close(listener->fd);
-      if (!listener->unix_path.empty()) unlink(listener->unix_path.c_str());
-      Event event(EventType::LISTENER_CLOSED);
-      event.id = listener->id;
-      push_event(std::move(event));
-    }
+    int64_t now = now_ms();
+    int64_t next_deadline = -1;
     for (auto& c : snapshot) {
-      short events = 0;
-      bool close_now = false;
-      int write_error = 0;
-      Connection::State state;
-      {
-        std::lock_guard<std::mutex> lock(c->mutex);
-        state = c->state;
-        write_error = c->write_error;
-        if (c->close_requested && c->out_queue.empty()) close_now = true;
-        if (state == Connection::State::CONNECTING) events = POLLOUT;
-        else {
-          if (c->undelivered < c->options.max_undelivered_bytes) events |= POLLIN;
-          if (!c->out_queue.empty()) events |= POLLOUT;
-        }
-      }
-      if (write_error != 0) {
-        fail(c, errno_code(write_error),
-             (state == Connection::State::CONNECTING ? "cannot connect to " : "connection to ") + c->remote + ": " +
-                 std::strerror(write_error));
-        continue;
-      }
-      if (close_now) {
-        finish_close(c, "", "");
-        continue;
-      }
-      if (state != Connection::State::OPEN) {
-        if (now >= c->deadline_ms) {
-          fail(c, "BATON_HANDSHAKE_TIMEOUT",
-               (state == Connection::State::CONNECTING ? "connecting to " : "handshake with ") + c->remote +
-                   " timed out after " + std::to_string(c->options.handshake_timeout_ms) + " ms");
-          continue;
-        }
-        if (next_deadline < 0 || c->deadline_ms < next_deadline) next_deadline = c->deadline_ms;
-      }
-      fds.push_back({c->fd, events, 0});
+      int events = prepare(c, now, &next_deadline);
+      if (events < 0) continue;
+      fds.push_back({c->fd, short(events), 0});
       polled_connections.push_back(c);
     }
     {
@@ -777,22 +959,7 @@ void IoLoop::run() {
     for (auto& listener : polled_listeners) {
       if (fds[index++].revents & POLLIN) accept_ready(listener);
     }
-    for (auto& c : polled_connections) {
-      short revents = fds[index++].revents;
-      if (revents == 0) continue;
-      Connection::State state;
-      {
-        std::lock_guard<std::mutex> lock(c->mutex);
-        state = c->state;
-      }
-      if (state == Connection::State::CLOSED) continue;
-      if (state == Connection::State::CONNECTING) {
-        on_connect_complete(c);
-        continue;
-      }
-      if (revents & (POLLIN | POLLHUP | POLLERR)) read_ready(c);
-      if (revents & POLLOUT) write_ready(c);
-    }
+    for (auto& c : polled_connections) handle(c, fds[index++].revents);
     std::lock_guard<std::mutex> lock(event_mutex_);
     if (!events_.empty()) sink_->notify();
   }

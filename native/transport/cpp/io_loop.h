@@ -1,8 +1,11 @@
-// The TCP / Unix-socket backend: one native I/O thread per process drives every listener and
-// connection with poll(2). Frames are length-prefixed by their 128-byte header; sends try a
-// non-blocking writev straight from the caller's thread (no thread hop when the socket has
-// room) and queue the rest; received frames are batched into events that the addon hands to
-// JS through one ThreadSafeFunction per wake-up (EventSink::notify).
+// The TCP / Unix-socket backend. Frames are length-prefixed by their 128-byte header; sends try a
+// non-blocking writev straight from the caller's thread (no thread hop when the socket has room)
+// and queue the rest; received frames are parsed in C++ and batched into events.
+// Two drivers share all of that logic:
+//  - thread: one native I/O thread per process polls every socket (poll(2)) and hands event
+//    batches to JS through one ThreadSafeFunction call per wake-up (EventSink::notify);
+//  - uv: each socket is a uv_poll_t on Node's own event loop, so frames are parsed and handed to
+//    JS on the main thread with no thread hop (fewer context switches per round trip).
 #pragma once
 
 #include <atomic>
@@ -15,6 +18,8 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include <uv.h>
 
 #include "frame.h"
 #include "handshake.h"
@@ -68,7 +73,8 @@ struct Listener;
 
 class IoLoop {
  public:
-  explicit IoLoop(EventSink* sink);
+  // `uv_loop` null: thread driver; otherwise the uv driver on that loop (calls from that thread only).
+  IoLoop(EventSink* sink, uv_loop_t* uv_loop);
   ~IoLoop();
 
   // Binds and listens. `host` is a numeric IPv4/IPv6 address, or empty with `unix_path` set.
@@ -86,6 +92,10 @@ class IoLoop {
   void close_listener(uint32_t listener_id);
   // Moves all pending events into `out`.
   void take_events(std::vector<Event>& out);
+  bool has_events() {
+    std::lock_guard<std::mutex> lock(event_mutex_);
+    return !events_.empty();
+  }
   // JS consumed `bytes` of received payload from `connection_id`: reading may resume.
   void delivered(uint32_t connection_id, size_t bytes);
   size_t queued_bytes(uint32_t connection_id);
@@ -95,6 +105,19 @@ class IoLoop {
  private:
   void run();
   void wake();
+  // Applies close requests, write errors and deadlines; returns the poll events the connection
+  // wants, or -1 if it was closed.
+  int prepare(const std::shared_ptr<Connection>& connection, int64_t now, int64_t* next_deadline);
+  void handle(const std::shared_ptr<Connection>& connection, int revents);
+  void close_requested_listeners();
+  // uv driver
+  void service();
+  void arm(const std::shared_ptr<Connection>& connection, int64_t now);
+  void watch_listener(const std::shared_ptr<Listener>& listener);
+  void detach(Connection& connection);
+  static void on_uv_poll(uv_poll_t* handle, int status, int events);
+  static void on_uv_async(uv_async_t* handle);
+  static void on_uv_timer(uv_timer_t* handle);
   void push_event(Event&& event);
   void accept_ready(const std::shared_ptr<Listener>& listener);
   void start_handshake(const std::shared_ptr<Connection>& connection);
@@ -107,6 +130,9 @@ class IoLoop {
   bool flush_locked(Connection& connection);
 
   EventSink* sink_;
+  uv_loop_t* uv_ = nullptr;
+  uv_async_t* uv_async_ = nullptr;
+  uv_timer_t* uv_timer_ = nullptr;
   std::thread thread_;
   std::atomic<bool> running_{true};
   int wake_pipe_[2] = {-1, -1};

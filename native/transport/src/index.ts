@@ -1,1 +1,7 @@
-export {};
+// @baton/transport: the native activation transport (TCP and Unix sockets now, RDMA where the
+// hardware has it) behind one listen()/connect() interface, plus a link probe.
+export { listen, connect, stats, Connection, Server, TransportError } from './transport.js';
+export type { ConnectionEvents, ServerEvents, TransportStats } from './transport.js';
+export type { EndpointOptions, ListenOptions, ConnectOptions, TransportLogger } from './options.js';
+export { DEFAULTS as TRANSPORT_DEFAULTS } from './options.js';
+export { loadNative } from './native.js';

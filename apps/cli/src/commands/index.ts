@@ -1,11 +1,17 @@
 // Every `baton` command, in the order `baton --help` lists them. One file per command.
 import type { CommandSpec } from '../command.js';
+import { benchTransportCommand } from './bench-transport.js';
 import { upCommand } from './up.js';
 import { nodeCommand } from './node.js';
 import { nodesCommand } from './nodes.js';
+import { modelMakeCommand } from './model-make.js';
+import { modelInspectCommand } from './model-inspect.js';
 
 export const COMMANDS: CommandSpec[] = [
   upCommand,
   nodeCommand,
   nodesCommand,
+  modelMakeCommand,
+  modelInspectCommand,
+  benchTransportCommand,
 ];

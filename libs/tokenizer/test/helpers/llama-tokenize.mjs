@@ -1,7 +1,9 @@
 // Child process: loads a GGUF vocab-only with node-llama-cpp (llama.cpp's own tokenizer) and
 // tokenizes / detokenizes what it is given. Run in a child because a bad file can abort the process.
-// stdin: {"model": path, "texts": [string], "parseSpecial": bool, "detokenize": [[id]]}
-// stdout: {"tokens": [[id]], "pieces": [string], "bos": id|null, "eos": id|null}
+// stdin:  {"model": path, "texts": [string], "detokenize": [[id]]}
+// stdout: {"tokens": [[id]], "tokensSpecial": [[id]], "pieces": [string], "piecesSpecial": [string]}
+//   tokens*: llama_tokenize(add_special=false, parse_special=false/true)
+//   pieces*: llama_detokenize(remove_special=false, unparse_special=false/true)
 import { getLlama } from 'node-llama-cpp';
 
 const chunks = [];
@@ -10,8 +12,14 @@ const req = JSON.parse(Buffer.concat(chunks).toString('utf8'));
 
 const llama = await getLlama({ build: 'never', gpu: false, maxThreads: 1, logLevel: 'error', progressLogs: false });
 const model = await llama.loadModel({ modelPath: req.model, vocabOnly: true, gpuLayers: 0 });
-const tokens = (req.texts ?? []).map((t) => Array.from(model.tokenize(t, req.parseSpecial === true)));
-const pieces = (req.detokenize ?? []).map((ids) => model.detokenize(ids, req.parseSpecial === true));
-process.stdout.write(JSON.stringify({ tokens, pieces, bos: model.tokens.bos ?? null, eos: model.tokens.eos ?? null }));
+const texts = req.texts ?? [];
+const ids = req.detokenize ?? [];
+const result = {
+  tokens: texts.map((t) => Array.from(model.tokenize(t, false))),
+  tokensSpecial: texts.map((t) => Array.from(model.tokenize(t, true))),
+  pieces: ids.map((x) => model.detokenize(x, false)),
+  piecesSpecial: ids.map((x) => model.detokenize(x, true)),
+};
+process.stdout.write(JSON.stringify(result));
 await model.dispose();
 await llama.dispose();

@@ -1,0 +1,157 @@
+// Kernel micro-benchmark: a 4096 x 1024 matrix-vector product per weight type (decode), weights
+// streamed from memory (rotating through copies larger than the caches), reported as GB/s of
+// weights read beside a STREAM-style read bandwidth measured in the same run; then the same
+// matrix times a batch (prefill) in GFLOP/s. Usage: bench [--threads N] [--mb M] [--batch B]
+// [--rows R] [--cols C] [--types f32,f16,q8_0,q4_0,q4_k,q6_k] [--scalar]. A small --mb keeps
+// the weights in cache (compute-bound figures).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../kernels.h"
+#include "../thread_pool.h"
+
+using namespace baton;
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Plain read bandwidth: sum of a large array of 64-bit words with 8 accumulators.
+double stream_read_gbs(size_t bytes, ThreadPool* pool) {
+  const size_t n = bytes / 8;
+  std::vector<uint64_t> a(n);
+  for (size_t i = 0; i < n; ++i) a[i] = i * 2654435761u;
+  volatile uint64_t sink = 0;
+  const int nth = pool ? pool->size() : 1;
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const double t0 = now();
+    std::vector<uint64_t> part(nth, 0);
+    auto body = [&](int ith, int nt) {
+      const size_t lo = n * ith / nt, hi = n * (ith + 1) / nt;
+      uint64_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      size_t i = lo;
+      for (; i + 8 <= hi; i += 8)
+        for (int k = 0; k < 8; ++k) s[k] += a[i + k];
+      for (; i < hi; ++i) s[0] += a[i];
+      part[ith] = s[0] ^ s[1] ^ s[2] ^ s[3] ^ s[4] ^ s[5] ^ s[6] ^ s[7];
+    };
+    if (pool) pool->run(body); else body(0, 1);
+    const double t = now() - t0;
+    for (uint64_t p : part) sink = sink + p;
+    best = std::max(best, static_cast<double>(n * 8) / t / 1e9);
+  }
+  (void)sink;
+  return best;
+}
+
+DType parse_type(const std::string& s) {
+  if (s == "f32") return DType::F32;
+  if (s == "f16") return DType::F16;
+  if (s == "q8_0") return DType::Q8_0;
+  if (s == "q4_0") return DType::Q4_0;
+  if (s == "q4_k") return DType::Q4_K;
+  if (s == "q6_k") return DType::Q6_K;
+  std::fprintf(stderr, "bench: unknown type %s (use f32,f16,q8_0,q4_0,q4_k,q6_k)\n", s.c_str());
+  std::exit(2);
+}
+
+// Random bytes with sane f16 scales are enough for timing (the layout, not the values, matters),
+// except that F16/F32 values must not be NaN/inf: fill those with small numbers.
+void fill(DType t, std::vector<uint8_t>& buf, std::mt19937_64& rng) {
+  for (size_t i = 0; i + 8 <= buf.size(); i += 8) {
+    uint64_t v = rng();
+    std::memcpy(&buf[i], &v, 8);
+  }
+  if (t == DType::F32) {
+    auto* f = reinterpret_cast<float*>(buf.data());
+    for (size_t i = 0; i < buf.size() / 4; ++i) f[i] = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-5f;
+  } else if (t == DType::F16) {
+    auto* h = reinterpret_cast<uint16_t*>(buf.data());
+    for (size_t i = 0; i < buf.size() / 2; ++i) h[i] = static_cast<uint16_t>(h[i] & 0xBBFF);  // |x| < 2
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 1;
+  int64_t rows = 4096, cols = 1024;
+  size_t mb = 512;
+  int64_t batch = 128;
+  bool scalar = false;
+  std::string types = "f32,f16,q8_0,q4_0,q4_k,q6_k";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
+    else if (a == "--mb" && i + 1 < argc) mb = static_cast<size_t>(std::atol(argv[++i]));
+    else if (a == "--batch" && i + 1 < argc) batch = std::atol(argv[++i]);
+    else if (a == "--types" && i + 1 < argc) types = argv[++i];
+    else if (a == "--scalar") scalar = true;
+    else if (a == "--rows" && i + 1 < argc) rows = std::atol(argv[++i]);
+    else if (a == "--cols" && i + 1 < argc) cols = std::atol(argv[++i]);
+    else {
+      std::fprintf(stderr, "usage: bench [--threads N] [--rows R] [--cols C] [--mb M] [--batch B] [--types f32,f16,...] [--scalar]\n");
+      return 2;
+    }
+  }
+  if (threads < 1 || mb < 1 || batch < 1 || rows < 1 || cols < 256 || cols % 256 != 0) {
+    std::fprintf(stderr, "bench: --threads must be >= 1, --mb >= 1, --batch >= 1, --cols a multiple of 256\n");
+    return 2;
+  }
+  if (scalar) kernels_force_scalar(true);
+  std::unique_ptr<ThreadPool> pool_owner(threads > 1 ? new ThreadPool(threads) : nullptr);
+  ThreadPool* pool = pool_owner.get();
+  std::printf("kernels: %s, threads %d, matrix %lld x %lld, working set %zu MB\n", kernels_name(), threads,
+              (long long)rows, (long long)cols, mb);
+  const double bw = stream_read_gbs(mb << 20, pool);
+  std::printf("%-6s %12s %10s %12s %14s\n", "type", "MB/matrix", "decode GB/s", "% of read bw", "prefill GFLOP/s");
+  std::printf("%-6s %12s %10.2f %12s %14s\n", "read", "-", bw, "100%", "-");
+
+  std::mt19937_64 rng(7);
+  std::vector<float> x(static_cast<size_t>(cols * batch)), y(static_cast<size_t>(rows * batch));
+  for (auto& v : x) v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-3f;
+  size_t pos = 0;
+  while (pos <= types.size()) {
+    size_t comma = types.find(',', pos);
+    if (comma == std::string::npos) comma = types.size();
+    const DType t = parse_type(types.substr(pos, comma - pos));
+    pos = comma + 1;
+    const size_t rb = row_bytes(t, cols);
+    const size_t mbytes = rb * rows;
+    const size_t copies = std::max<size_t>(2, (mb << 20) / mbytes);
+    std::vector<uint8_t> buf(mbytes * copies);
+    fill(t, buf, rng);
+    std::vector<Matrix> ms;
+    for (size_t c = 0; c < copies; ++c) ms.push_back(Matrix{t, rows, cols, buf.data() + c * mbytes, rb});
+    // decode: a few passes over all copies, best pass
+    double best = 1e30;
+    const int reps = copies <= 4 ? 200 : 3;
+    for (int rep = 0; rep < reps; ++rep) {
+      const double t0 = now();
+      for (size_t c = 0; c < copies; ++c) matmul(ms[c], x.data(), 1, y.data(), pool);
+      best = std::min(best, (now() - t0) / static_cast<double>(copies));
+    }
+    const double gbs = static_cast<double>(mbytes) / best / 1e9;
+    // prefill: batch columns against one matrix
+    double pbest = 1e30;
+    for (int rep = 0; rep < 3; ++rep) {
+      const double t0 = now();
+      matmul(ms[rep % copies], x.data(), batch, y.data(), pool);
+      pbest = std::min(pbest, now() - t0);
+    }
+    const double gflops = 2.0 * rows * cols * batch / pbest / 1e9;
+    std::printf("%-6s %12.2f %10.2f %11.0f%% %14.1f\n", dtype_name(t), mbytes / 1048576.0, gbs, 100.0 * gbs / bw, gflops);
+  }
+  std::printf("(prefill: batch %lld; GB/s = weight bytes of one matrix / time of one matvec)\n", (long long)batch);
+  return 0;
+}

@@ -1,0 +1,337 @@
+// The TS face of the native transport: listen() → Server, connect() → Connection. One module-level
+// dispatcher receives every event batch from the addon's I/O thread and routes it by id.
+import { EventEmitter } from 'node:events';
+import { decodeFrameHeader, encodeFrameHeader, FRAME_HEADER_BYTES, FrameFlags, FrameKind, type FrameHeader } from '@baton/contracts';
+import { loadNative, type NativeBinding, type NativeStats } from './native.js';
+import { resolveEndpoint, type ConnectOptions, type ListenOptions, type TransportLogger } from './options.js';
+
+/** A transport failure, with a stable code (e.g. BATON_AUTH_FAILED, BATON_FRAME_MALFORMED, ECONNREFUSED). */
+export class TransportError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'TransportError';
+  }
+}
+
+const EVENT_CONNECTION = 1;
+const EVENT_CONNECTED = 2;
+const EVENT_FRAME = 3;
+const EVENT_DRAIN = 4;
+const EVENT_CLOSE = 5;
+const EVENT_REJECTED = 6;
+const EVENT_LISTENER_CLOSED = 7;
+
+const EMPTY = Buffer.alloc(0);
+
+interface PendingConnect {
+  resolve(connection: Connection): void;
+  reject(error: Error): void;
+  options: ConnectOptions;
+  logger: TransportLogger;
+  maxFrameBytes: number;
+  backend: 'tcp' | 'unix';
+}
+
+const servers = new Map<number, Server>();
+const connections = new Map<number, Connection>();
+const pending = new Map<number, PendingConnect>();
+let native: NativeBinding | undefined;
+let referenced = false;
+
+function binding(): NativeBinding {
+  if (!native) {
+    native = loadNative();
+    native.init(dispatch);
+  }
+  return native;
+}
+
+/** Keeps the process alive while anything is open, like net sockets do. */
+function updateRef(): void {
+  const want = servers.size + connections.size + pending.size > 0;
+  if (want !== referenced) {
+    referenced = want;
+    native?.ref(want);
+  }
+}
+
+function dispatch(events: unknown[], headers: Buffer): void {
+  for (let i = 0; i < events.length; i += 4) {
+    const type = events[i] as number;
+    const id = events[i + 1] as number;
+    const a = events[i + 2];
+    const b = events[i + 3];
+    try {
+      switch (type) {
+        case EVENT_FRAME:
+          connections.get(id)?._receive(decodeFrameHeader(headers, a as number), (b as Buffer | undefined) ?? EMPTY);
+          break;
+        case EVENT_CONNECTION: {
+          const server = servers.get(a as number);
+          if (!server) {
+            native!.close(id);
+            break;
+          }
+          const connection = new Connection(id, b as string, server.backend, server._logger, server._maxFrameBytes);
+          connections.set(id, connection);
+          server.emit('connection', connection);
+          break;
+        }
+        case EVENT_CONNECTED: {
+          const request = pending.get(id);
+          pending.delete(id);
+          if (!request) break;
+          const connection = new Connection(id, b as string, request.backend, request.logger, request.maxFrameBytes);
+          connections.set(id, connection);
+          request.resolve(connection);
+          break;
+        }
+        case EVENT_DRAIN:
+          connections.get(id)?.emit('drain');
+          break;
+        case EVENT_CLOSE: {
+          const error = a ? new TransportError(a as string, b as string) : undefined;
+          const request = pending.get(id);
+          if (request) {
+            pending.delete(id);
+            request.reject(error ?? new TransportError('ECONNRESET', 'the connection closed during the handshake'));
+          } else {
+            const connection = connections.get(id);
+            connections.delete(id);
+            connection?._closed(error);
+          }
+          break;
+        }
+        case EVENT_REJECTED: {
+          const server = servers.get(id);
+          const error = new TransportError(a as string, b as string);
+          server?._logger.warn(error.message);
+          server?.emit('rejected', error);
+          break;
+        }
+        case EVENT_LISTENER_CLOSED: {
+          const server = servers.get(id);
+          servers.delete(id);
+          server?._closed();
+          break;
+        }
+      }
+    } catch (error) {
+      // A throwing user handler must not stop the other events of the batch from being delivered.
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+  updateRef();
+}
+
+export interface ConnectionEvents {
+  /** A received frame. `payload` is owned by the listener from here on (see Connection docs). */
+  frame: [header: FrameHeader, payload: Buffer];
+  /** Queued output fell to half the high-water mark after send() returned false. */
+  drain: [];
+  /** The connection is gone; `error` is set unless it was a clean close by either side. */
+  close: [error?: TransportError];
+  /** Emitted (before 'close') only when the connection failed and someone listens for it. */
+  error: [error: TransportError];
+}
+
+/**
+ * One authenticated, ordered, bidirectional frame connection.
+ *
+ * Buffer lifetimes:
+ * - `send(header, payload)`: the payload is read before send() returns (written to the socket or
+ *   copied into the send queue); the caller may reuse or modify it as soon as send() returns.
+ * - 'frame' payloads are fresh Buffers owned by the listener: the transport never touches them
+ *   again, and they stay valid until garbage collected. Payloads of 64 KiB and more are external
+ *   Buffers over the native receive allocation (no copy; freed by the GC); smaller ones are copied.
+ *   Frames that arrive before a 'frame' listener is attached are held and delivered to it.
+ */
+export class Connection extends EventEmitter<ConnectionEvents> {
+  private readonly headerScratch = new Uint8Array(FRAME_HEADER_BYTES);
+  private readonly headerView = new DataView(this.headerScratch.buffer);
+  private backlog: [FrameHeader, Buffer][] | undefined = [];
+  private isClosed = false;
+  private closeError: TransportError | undefined;
+  private readonly probeWaiters = new Map<number, (header: FrameHeader) => void>();
+  /** Answer PROBE frames automatically (default true); PROBE requests are not emitted as 'frame'. */
+  answerProbes = true;
+
+  /** @internal */
+  constructor(
+    readonly id: number,
+    /** "1.2.3.4:5678", "[::1]:5678" or "unix:/path". */
+    readonly remoteAddress: string,
+    readonly backend: 'tcp' | 'unix',
+    private readonly logger: TransportLogger,
+    readonly maxFrameBytes: number,
+  ) {
+    super();
+    (this as EventEmitter).on('newListener', (event: string | symbol) => {
+      if (event === 'frame' && this.backlog) queueMicrotask(() => this.flushBacklog());
+    });
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Bytes waiting in the native send queue. */
+  get bufferedBytes(): number {
+    return this.isClosed ? 0 : binding().queuedBytes(this.id);
+  }
+
+  /**
+   * Sends one frame. `header.payloadLength` is set from the payload (a Buffer or any typed array,
+   * e.g. a Float32Array of activations). Returns false when the send queue is at or above the
+   * high-water mark — the frame is still queued; wait for 'drain' before sending more — and false
+   * when the connection is closed (the frame is dropped; `closed` is true and 'close' follows or
+   * has been emitted). Throws RangeError for a header that does not validate (its payload length
+   * disagrees with tokenCount × width × dtype, or it exceeds maxFrameBytes).
+   */
+  send(header: FrameHeader, payload?: ArrayBufferView): boolean {
+    if (this.isClosed) return false;
+    if (payload !== undefined && !ArrayBuffer.isView(payload)) throw new TypeError('payload must be a Buffer or typed array');
+    const length = payload?.byteLength ?? 0;
+    encodeFrameHeader(header, this.headerScratch);
+    this.headerView.setUint32(28, length, true);
+    return binding().send(this.id, this.headerScratch, length > 0 ? payload : undefined, this.maxFrameBytes) === 0;
+  }
+
+  /** Flushes queued frames, then closes. Resolves once closed. */
+  close(): Promise<void> {
+    if (this.isClosed) return Promise.resolve();
+    const done = new Promise<void>((resolve) => this.once('close', () => resolve()));
+    binding().close(this.id);
+    return done;
+  }
+
+  /** @internal */
+  _receive(header: FrameHeader, payload: Buffer): void {
+    if (header.kind === FrameKind.PROBE) {
+      if ((header.flags & FrameFlags.REPLY) !== 0) {
+        const waiter = this.probeWaiters.get(header.sequenceId);
+        if (waiter) {
+          this.probeWaiters.delete(header.sequenceId);
+          waiter(header);
+          return;
+        }
+      } else if (this.answerProbes) {
+        this.send({ ...header, flags: header.flags | FrameFlags.REPLY, payloadLength: 0 });
+        return;
+      }
+    }
+    if (this.backlog) {
+      if (this.listenerCount('frame') === 0) {
+        this.backlog.push([header, payload]);
+        return;
+      }
+      this.flushBacklog();
+    }
+    this.emit('frame', header, payload);
+  }
+
+  /** @internal Waits for the PROBE reply with this sequence id. */
+  _awaitProbeReply(sequenceId: number): Promise<FrameHeader> {
+    return new Promise((resolve, reject) => {
+      if (this.isClosed) {
+        reject(this.closeError ?? new TransportError('ECONNRESET', 'connection closed'));
+        return;
+      }
+      this.probeWaiters.set(sequenceId, resolve);
+      this.once('close', (error) => {
+        if (this.probeWaiters.delete(sequenceId)) reject(error ?? new TransportError('ECONNRESET', `connection to ${this.remoteAddress} closed during a probe`));
+      });
+    });
+  }
+
+  private flushBacklog(): void {
+    const backlog = this.backlog;
+    if (!backlog || this.listenerCount('frame') === 0) return;
+    this.backlog = undefined;
+    for (const [header, payload] of backlog) this.emit('frame', header, payload);
+  }
+
+  /** @internal */
+  _closed(error: TransportError | undefined): void {
+    if (this.isClosed) return;
+    this.flushBacklog();
+    this.isClosed = true;
+    this.closeError = error;
+    if (error) {
+      this.logger.warn(error.message);
+      if (this.listenerCount('error') > 0) this.emit('error', error);
+    }
+    this.emit('close', error);
+  }
+}
+
+export interface ServerEvents {
+  /** An authenticated peer. */
+  connection: [connection: Connection];
+  /** A peer failed the handshake (wrong secret or version, timeout, not a Baton node); already logged. */
+  rejected: [error: TransportError];
+  close: [];
+}
+
+export class Server extends EventEmitter<ServerEvents> {
+  private isClosed = false;
+
+  /** @internal */
+  constructor(
+    readonly id: number,
+    /** The bound address: "host:port" or "unix:/path". */
+    readonly address: string,
+    /** The bound TCP port (0 for a Unix socket). */
+    readonly port: number,
+    readonly backend: 'tcp' | 'unix',
+    readonly _logger: TransportLogger,
+    readonly _maxFrameBytes: number,
+  ) {
+    super();
+  }
+
+  /** Stops accepting; open connections stay open. Resolves once the socket is closed. */
+  close(): Promise<void> {
+    if (this.isClosed) return Promise.resolve();
+    const done = new Promise<void>((resolve) => this.once('close', () => resolve()));
+    binding().closeListener(this.id);
+    return done;
+  }
+
+  /** @internal */
+  _closed(): void {
+    this.isClosed = true;
+    this.emit('close');
+  }
+}
+
+/** Listens for authenticated frame connections on TCP (IPv4/IPv6) or a Unix-domain socket. */
+export async function listen(options: ListenOptions): Promise<Server> {
+  const endpoint = await resolveEndpoint(options, 'listen');
+  const [id, port] = binding().listen(endpoint.host, endpoint.port, endpoint.path, endpoint.native);
+  const backend = endpoint.path ? 'unix' : 'tcp';
+  const address = endpoint.path ? `unix:${endpoint.path}` : endpoint.host.includes(':') ? `[${endpoint.host}]:${port}` : `${endpoint.host}:${port}`;
+  const server = new Server(id, address, port, backend, endpoint.logger, endpoint.maxFrameBytes);
+  servers.set(id, server);
+  updateRef();
+  return server;
+}
+
+/** Connects and completes the handshake; rejects with a TransportError naming the problem. */
+export async function connect(options: ConnectOptions): Promise<Connection> {
+  const endpoint = await resolveEndpoint(options, 'connect');
+  const id = binding().connect(endpoint.host, endpoint.port, endpoint.path, endpoint.native);
+  return new Promise<Connection>((resolve, reject) => {
+    pending.set(id, { resolve, reject, options, logger: endpoint.logger, maxFrameBytes: endpoint.maxFrameBytes, backend: endpoint.path ? 'unix' : 'tcp' });
+    updateRef();
+  });
+}
+
+export type TransportStats = NativeStats & { openConnections: number; listeners: number };
+
+/** Process-wide counters (frames, bytes, refused handshakes, malformed/oversized/truncated frames …). */
+export function stats(): TransportStats {
+  return { ...binding().stats(), openConnections: connections.size, listeners: servers.size };
+}
