@@ -10,7 +10,7 @@ const root = resolve(import.meta.dirname, '../..');
 const require = createRequire(import.meta.url);
 const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js');
 const prefix = dirname(dirname(process.execPath));
-const args = ['rebuild', '--jobs', 'max'];
+const args = ['rebuild', '--jobs', 'max', '--loglevel=warn'];
 if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
 if (process.argv.includes('--debug')) args.push('--debug');
 

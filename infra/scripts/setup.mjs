@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
 
 const root = resolve(import.meta.dirname, '../..');
 const started = Date.now();
@@ -30,7 +31,8 @@ if (!process.argv.includes('--skip-install')) {
 step('building native addons');
 if (run(process.execPath, [join(root, 'infra/scripts/build-native.mjs')]) !== 0) fail('the native build failed (see above).');
 step('building TypeScript projects');
-if (run(process.execPath, [join(root, 'node_modules/nx/bin/nx.js'), 'run-many', '-t', 'build', '--outputStyle=static']) !== 0) fail('the TypeScript build failed (see above).');
+const nxBin = createRequire(join(root, 'package.json')).resolve('nx/bin/nx.js');
+if (run(process.execPath, [nxBin, 'run-many', '-t', 'build', '--outputStyle=static']) !== 0) fail('the TypeScript build failed (see above).');
 const demo = join(root, 'infra/scripts/demo-model.mjs');
 if (existsSync(demo)) {
   step('writing the demo model');

@@ -2,6 +2,7 @@
 // for these names and clients call them through the control-plane library: no pattern string
 // is written anywhere else.
 import type { NodeRecord, LinkMeasurement } from './node.js';
+import type { Placement, Plan, PlanRequirement } from './plan.js';
 
 export interface ListNodesRequest {
   /** Include nodes whose version differs from discovery's (default true). */
@@ -20,9 +21,37 @@ export interface PingResponse {
   uptimeMs: number;
 }
 
+export interface PlanPreviewRequest {
+  /** GGUF file, readable by the planner (its manifest is read from the header). */
+  modelPath: string;
+  requirement: PlanRequirement;
+}
+
+export interface PlanApplyRequest extends PlanPreviewRequest {
+  /** Served model name; default: the file's general.name or base name. */
+  modelId?: string;
+}
+
+export interface PlanCurrentRequest {
+  modelId: string;
+}
+
+export interface PlanListResponse {
+  plans: Plan[];
+  /** Models applied but without a feasible plan right now, with the reason. */
+  unplaced: { modelId: string; modelPath: string; reason: string }[];
+}
+
 export interface RpcMap {
   'discovery.nodes.list': { request: ListNodesRequest; response: ListNodesResponse };
   'discovery.ping': { request: Record<string, never>; response: PingResponse };
+  /** A plan for the live cluster without applying it. */
+  'planner.preview': { request: PlanPreviewRequest; response: Placement };
+  /** Keep this model placed: plan it now, publish it, and replan on topology changes. */
+  'planner.apply': { request: PlanApplyRequest; response: Plan };
+  'planner.current': { request: PlanCurrentRequest; response: Plan | null };
+  'planner.list': { request: Record<string, never>; response: PlanListResponse };
+  'planner.ping': { request: Record<string, never>; response: PingResponse };
 }
 
 export type RpcPattern = keyof RpcMap;

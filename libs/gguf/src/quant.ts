@@ -258,7 +258,7 @@ export function dequantize(type: GgmlType, src: Uint8Array, count: number): Floa
   const out = new Float32Array(count);
   switch (type) {
     case GgmlType.F32:
-      out.set(new Float32Array(src.slice(0, bytes).buffer));
+      new Uint8Array(out.buffer).set(src.subarray(0, bytes));
       break;
     case GgmlType.F16:
       for (let i = 0; i < count; i++) out[i] = getF16(src, 2 * i);

@@ -60,10 +60,12 @@ export interface KvSequenceRecord {
   /** A shard lost this running sequence's KV: it is freed, not cached, on release. */
   broken: boolean;
   /**
-   * Per stage: after a truncate command, positions at or beyond this may still be the old
-   * content in the shard's (lagging) report; cleared by the shard's 'truncated' event.
+   * Per stage: the prefix (in tokens) a truncate or copy command told the shard to keep for
+   * this sequence, until the shard's 'truncated' / 'copied' event confirms it. Meanwhile the
+   * shard's report may still describe the old content, so reuse trusts no more than this. A
+   * confirmation holding less means the reuse failed: the sequence is marked broken.
    */
-  truncatePending: (number | null)[];
+  expectedPrefix: (number | null)[];
 }
 
 export type KvShardSyncStatus = 'unknown' | 'in-sync' | 'awaiting-dump';
@@ -86,7 +88,11 @@ export interface KvShardMirror {
 }
 
 export type KvEventResult =
-  | { status: 'applied'; commands: KvShardCommand[] }
+  /**
+   * `broken`: running sequences whose KV a shard lost (or whose reused prefix it did not have);
+   * their requests cannot finish correctly and should be failed or retried cold.
+   */
+  | { status: 'applied'; commands: KvShardCommand[]; broken: SequenceId[] }
   | { status: 'duplicate' }
   | { status: 'buffered' }
   | { status: 'ignored'; reason: string }
@@ -346,7 +352,12 @@ export class KvCacheCore {
     record.requestId = null;
     record.lastUsedMs = nowMs;
     const held = blocksForTokens(tokens.length);
-    record.blocks = record.blocks.map((_, s) => Math.max(held, this.shards[s]!.sequences.get(record.sequenceId)?.blocks ?? 0));
+    // What the shard reports counts too (it may hold a block more than the tokens need), unless
+    // its report still describes content from before a truncate (then it will shrink).
+    record.blocks = record.blocks.map((_, s) => {
+      const reported = record.expectedPrefix[s] === null ? (this.shards[s]!.sequences.get(record.sequenceId)?.blocks ?? 0) : 0;
+      return Math.min(Math.max(held, reported), record.blocks[s]!);
+    });
     return { sequenceId: record.sequenceId, outcome: 'cached', cachedTokens: tokens.length, commands: [] };
   }
 
@@ -384,8 +395,10 @@ export class KvCacheCore {
     }
     shard.lastSeq = event.seq;
     shard.status = 'in-sync';
+    const brokenBefore = this.brokenRunning();
     commands.push(...this.applyToMirror(shard, event));
-    return { status: 'applied', commands };
+    const broken = [...this.brokenRunning()].filter((id) => !brokenBefore.has(id));
+    return { status: 'applied', commands, broken };
   }
 
   /** Replaces a shard's mirrored state with its full dump and reconciles the ledger with it. */
@@ -400,14 +413,18 @@ export class KvCacheCore {
     shard.lastSeq = dump.seq;
     shard.status = 'in-sync';
     shard.reportedCapacityBlocks = dump.capacityBlocks;
-    shard.sequences = new Map(dump.sequences.map((entry) => [entry.sequenceId, { tokens: entry.tokens, blocks: entry.blocks }]));
+    shard.sequences = new Map(dump.sequences.filter((entry) => entry.blocks > 0).map((entry) => [entry.sequenceId, { tokens: entry.tokens, blocks: entry.blocks }]));
     for (const id of [...shard.pendingFree]) if (!shard.sequences.has(id)) shard.pendingFree.delete(id);
 
     const commands: KvShardCommand[] = [];
     const dropped: SequenceId[] = [];
     const adopted: SequenceId[] = [];
     for (const record of [...this.ledger.values()]) {
+      if (shard.pendingFree.has(record.sequenceId)) continue;
       const entry = shard.sequences.get(record.sequenceId);
+      // Commands reach a shard in the order sent, so a dump reflects every truncate and copy before it.
+      commands.push(...this.confirmPrefix(record, s, entry?.tokens ?? 0));
+      if (!this.ledger.has(record.sequenceId)) continue;
       if (entry) {
         if (record.state === 'idle') {
           record.blocks[s] = entry.blocks;
@@ -487,7 +504,7 @@ export class KvCacheCore {
         tokens: [...tokens],
         blocks: [...saved.blocks],
         hashes: chainBlockHashes(tokens),
-        truncatePending: core.stages.map(() => null),
+        expectedPrefix: core.stages.map(() => null),
       };
       core.ledger.set(record.sequenceId, record);
       if (!record.broken) core.index.add(record.sequenceId, record.hashes);
@@ -524,7 +541,7 @@ export class KvCacheCore {
     for (const shard of this.shards) {
       if (shard.status !== 'in-sync') return 0;
       let tokens = shard.sequences.get(record.sequenceId)?.tokens ?? 0;
-      const pending = record.truncatePending[shard.stage];
+      const pending = record.expectedPrefix[shard.stage];
       if (pending !== null && pending !== undefined) tokens = Math.min(tokens, pending);
       held = Math.min(held, tokens);
     }
@@ -619,7 +636,7 @@ export class KvCacheCore {
     if (reuse && reuse.record.state === 'idle') {
       record = reuse.record;
       this.index.remove(record.sequenceId, record.hashes);
-      record.truncatePending = this.stages.map(() => cachedTokens);
+      record.expectedPrefix = this.stages.map(() => cachedTokens);
       reuseInfo = { mode: 'in-place', sequenceId: record.sequenceId, tokens: cachedTokens };
       for (const stage of this.stages) commands.push({ ...this.ref(stage.stage), kind: 'truncate', sequenceId: record.sequenceId, tokens: cachedTokens });
     } else {
@@ -633,11 +650,12 @@ export class KvCacheCore {
         lastUsedMs: nowMs,
         orphan: false,
         broken: false,
-        truncatePending: this.stages.map(() => null),
+        expectedPrefix: this.stages.map(() => null),
       };
       this.ledger.set(record.sequenceId, record);
       if (reuse) {
         reuse.record.lastUsedMs = Math.max(reuse.record.lastUsedMs, nowMs);
+        record.expectedPrefix = this.stages.map(() => cachedTokens);
         reuseInfo = { mode: 'copy', fromSequenceId: reuse.record.sequenceId, tokens: cachedTokens };
         for (const stage of this.stages) {
           commands.push({ ...this.ref(stage.stage), kind: 'copy', fromSequenceId: reuse.record.sequenceId, sequenceId: record.sequenceId, tokens: cachedTokens });
@@ -707,7 +725,7 @@ export class KvCacheCore {
       lastUsedMs: nowMs,
       orphan: true,
       broken: false,
-      truncatePending: this.stages.map(() => null),
+      expectedPrefix: this.stages.map(() => null),
     };
     this.ledger.set(sequenceId, record);
   }
@@ -720,17 +738,34 @@ export class KvCacheCore {
     record.tokens = record.tokens.slice(0, tokens);
   }
 
-  /** A shard started a new KV pool: it holds nothing from before. */
+  /**
+   * Event #1 of an epoch: the shard's pool starts empty and its events from here describe it
+   * fully. When an earlier epoch was known, the shard restarted: everything it held is lost.
+   * (With no earlier epoch the manager simply had not heard from it yet: the ledger stands.)
+   */
   private resetShard(shard: KvShardMirror, epoch: string): KvShardCommand[] {
     const restarted = shard.epoch !== null;
     shard.epoch = epoch;
     shard.lastSeq = 0;
     shard.sequences.clear();
-    shard.pendingFree.clear();
     shard.buffered = [];
+    if (!restarted) return [];
+    shard.pendingFree.clear();
     const commands: KvShardCommand[] = [];
-    for (const record of [...this.ledger.values()]) commands.push(...this.lostOnShard(shard.stage, record, restarted));
+    for (const record of [...this.ledger.values()]) commands.push(...this.lostOnShard(shard.stage, record, true));
     return commands;
+  }
+
+  private brokenRunning(): Set<SequenceId> {
+    const out = new Set<SequenceId>();
+    for (const record of this.ledger.values()) if (record.state === 'running' && record.broken) out.add(record.sequenceId);
+    return out;
+  }
+
+  private markBroken(record: KvSequenceRecord): void {
+    if (record.broken) return;
+    record.broken = true;
+    this.index.remove(record.sequenceId, record.hashes);
   }
 
   /**
@@ -740,11 +775,8 @@ export class KvCacheCore {
    */
   private lostOnShard(s: number, record: KvSequenceRecord, runningLost: boolean): KvShardCommand[] {
     if (record.state === 'running') {
-      if (runningLost && !record.broken) {
-        record.broken = true;
-        this.index.remove(record.sequenceId, record.hashes);
-      }
-      record.truncatePending[s] = null;
+      if (runningLost) this.markBroken(record);
+      record.expectedPrefix[s] = null;
       return [];
     }
     if (record.orphan) {
@@ -766,14 +798,19 @@ export class KvCacheCore {
       case 'stored':
       case 'truncated':
       case 'copied': {
-        shard.sequences.set(id, { tokens: event.tokens, blocks: event.blocks });
+        if (event.blocks === 0) shard.sequences.delete(id);
+        else shard.sequences.set(id, { tokens: event.tokens, blocks: event.blocks });
+        // A free is on its way to this shard: what it reports meanwhile does not count.
+        if (shard.pendingFree.has(id)) return [];
         if (!record) {
-          if (!shard.pendingFree.has(id)) this.adopt(s, id, event.blocks, event.atMs);
+          if (event.blocks > 0) this.adopt(s, id, event.blocks, event.atMs);
           return [];
         }
+        if (event.kind !== 'stored') {
+          const commands = this.confirmPrefix(record, s, event.tokens);
+          if (!this.ledger.has(id)) return commands;
+        }
         if (event.kind === 'truncated') {
-          const pending = record.truncatePending[s];
-          if (pending !== null && pending !== undefined && event.tokens <= pending) record.truncatePending[s] = null;
           if (record.state === 'idle') {
             // The shard cut an idle sequence back on its own: account what it holds now.
             record.blocks[s] = event.blocks;
@@ -792,6 +829,24 @@ export class KvCacheCore {
         return this.lostOnShard(s, record, true);
       }
     }
+  }
+
+  /**
+   * The shard confirmed (by a 'truncated' / 'copied' event or a dump) holding `heldTokens` of a
+   * sequence it was told to keep a prefix of. Less than the prefix means the reuse failed (the
+   * shard had lost the source): a running sequence is broken, an idle one (its KV is not what
+   * the ledger says) is freed everywhere.
+   */
+  private confirmPrefix(record: KvSequenceRecord, s: number, heldTokens: number): KvShardCommand[] {
+    const expected = record.expectedPrefix[s];
+    if (expected === null || expected === undefined) return [];
+    record.expectedPrefix[s] = null;
+    if (heldTokens >= expected) return [];
+    if (record.state === 'running') {
+      this.markBroken(record);
+      return [];
+    }
+    return this.drop(record);
   }
 
   private requestDump(shard: KvShardMirror, event: KvShardEvent, reason: string): KvEventResult {

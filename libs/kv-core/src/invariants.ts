@@ -90,24 +90,28 @@ export function checkKvInvariants(core: KvCacheCore, options: KvInvariantOptions
 
   for (const shard of shards) {
     const s = shard.stage;
-    for (const id of shard.pendingFree) if (ledger.has(id)) problems.push(`stage ${s}: sequence ${id} is both pending free and in the ledger`);
+    for (const id of shard.pendingFree) {
+      if ((ledger.get(id)?.blocks[s] ?? 0) > 0) problems.push(`stage ${s}: sequence ${id} is pending free yet accounted ${ledger.get(id)!.blocks[s]} blocks`);
+    }
     if (shard.status !== 'in-sync') {
       if (options.quiescent) problems.push(`stage ${s}: shard ${shard.nodeId} is ${shard.status}`);
       continue;
     }
     for (const [id, entry] of shard.sequences) {
+      // A free is on its way to the shard: its blocks already count as free.
+      if (shard.pendingFree.has(id)) continue;
       const record = ledger.get(id);
       if (!record) {
-        if (!shard.pendingFree.has(id)) problems.push(`stage ${s}: shard holds sequence ${id} (${entry.blocks} blocks) that nobody accounts for`);
+        problems.push(`stage ${s}: shard holds sequence ${id} (${entry.blocks} blocks) that nobody accounts for`);
         continue;
       }
-      if (record.truncatePending[s] !== null && record.truncatePending[s] !== undefined) continue;
+      if (record.expectedPrefix[s] !== null && record.expectedPrefix[s] !== undefined) continue;
       if (entry.blocks > record.blocks[s]!) problems.push(`stage ${s}: shard holds ${entry.blocks} blocks for sequence ${id}, the ledger ${record.blocks[s]}`);
     }
     if (!options.quiescent) continue;
     if (shard.pendingFree.size > 0) problems.push(`stage ${s}: frees not confirmed for sequences ${[...shard.pendingFree].join(', ')}`);
     for (const [id, record] of ledger) {
-      if (record.truncatePending[s] !== null && record.truncatePending[s] !== undefined) problems.push(`stage ${s}: truncate of sequence ${id} not confirmed`);
+      if (record.expectedPrefix[s] !== null && record.expectedPrefix[s] !== undefined) problems.push(`stage ${s}: truncate of sequence ${id} not confirmed`);
       if (record.state !== 'idle') continue;
       const reported = shard.sequences.get(id)?.blocks ?? 0;
       if (reported !== record.blocks[s]) problems.push(`stage ${s}: idle sequence ${id} accounted ${record.blocks[s]} blocks, shard reports ${reported}`);

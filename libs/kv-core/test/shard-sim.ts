@@ -75,16 +75,16 @@ export class SimShard {
         this.emit({ kind: 'freed', sequenceId: command.sequenceId }); // always confirmed, held or not
         return;
       case 'truncate': {
-        const held = this.pool.get(command.sequenceId);
-        if (!held) throw new Error(`${this.ref.nodeId}: truncate of unknown sequence ${command.sequenceId}`);
-        const entry = this.set(command.sequenceId, Math.min(held.tokens, command.tokens));
+        // Keeps at most `tokens` positions; a sequence it does not hold stays empty (0 reported).
+        const held = this.pool.get(command.sequenceId)?.tokens ?? 0;
+        const entry = this.set(command.sequenceId, Math.min(held, command.tokens));
         this.emit({ kind: 'truncated', sequenceId: command.sequenceId, ...entry });
         return;
       }
       case 'copy': {
-        const held = this.pool.get(command.fromSequenceId);
-        if (!held || held.tokens < command.tokens) throw new Error(`${this.ref.nodeId}: copy of ${command.tokens} tokens from sequence ${command.fromSequenceId} holding ${held?.tokens ?? 0}`);
-        const entry = this.set(command.sequenceId, command.tokens);
+        // Copies what the source holds of the prefix (less than asked when it lost it).
+        const held = this.pool.get(command.fromSequenceId)?.tokens ?? 0;
+        const entry = this.set(command.sequenceId, Math.min(held, command.tokens));
         this.emit({ kind: 'copied', sequenceId: command.sequenceId, fromSequenceId: command.fromSequenceId, ...entry });
         return;
       }

@@ -1,28 +1,27 @@
 // @baton/llama-ref: llama.cpp (node-llama-cpp 3.21.1) as the outside reference for tests and
-// benchmarks. Every model is loaded in a child process (worker/llama-worker.mjs): llama.cpp
-// aborts the whole process on some bad files, which must not take the caller down with it.
+// benchmarks. llama.cpp runs in a child process (worker/llama-worker.mjs): it aborts the whole
+// process on some bad files, which must not take the caller down with it.
 //
 // node-llama-cpp options this needed (see the worker for where each is set):
-// - getLlama({ build: 'never', gpu: false, usePrebuiltBinaries: true, skipDownload: true }): use
-//   the prebuilt CPU binary, never compile or download.
+// - getLlama({ build: 'never', gpu: false, usePrebuiltBinaries: true, skipDownload: true }): the
+//   prebuilt CPU binary, never a compile or a download. getLlama itself takes ~1-2 s (it test-runs
+//   the binary in a subprocess), so a LlamaRef keeps one child for many models.
 // - getLlama({ maxThreads }) and createContext({ threads }): its default is 4 threads, ~100×
 //   slower on a 2-core machine. Default here: 1 thread.
 // - createContext({ flashAttention: false, experimentalKvCacheKeyType: 'F32',
-//   experimentalKvCacheValueType: 'F32' }): an F32 KV cache and no flash attention, so an F32
-//   model can be compared to ~1e-6 (llama.cpp's default KV cache is F16).
+//   experimentalKvCacheValueType: 'F32' }): F32 KV cache and no flash attention, so an F32 model
+//   can be compared to ~1e-6 (llama.cpp's default KV cache is F16).
 // - evaluate(tokens, { temperature: 0, yieldEogToken: true }): greedy, and keep going past an
 //   end-of-generation token so exactly n tokens come back. Tokens go in exactly as given (no BOS).
 // - evaluateWithMetadata(tokens, { probabilities: true }, { temperature: 0 }): with only the greedy
-//   sampler in the chain, node-llama-cpp softmaxes the raw logits of the whole vocabulary.
-// - loadModel({ vocabOnly: true }) for tokenize: loads no weights.
+//   sampler in the chain, node-llama-cpp softmaxes the raw logits over the whole vocabulary.
+// - loadModel({ vocabOnly: true }) for tokenize: no weights loaded.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const WORKER = fileURLToPath(new URL('../worker/llama-worker.mjs', import.meta.url));
 
 export interface LlamaRefOptions {
-  /** Threads for llama.cpp (default 1). */
-  threads?: number;
   /** Context size in tokens (default: enough for the request, at least 512). */
   contextSize?: number;
   /** Batch size for prompt processing (default 512). */
@@ -31,7 +30,12 @@ export interface LlamaRefOptions {
   kvType?: 'f32' | 'f16';
   /** Flash attention (default false, for exact comparisons). */
   flashAttention?: boolean;
-  /** Give up on a request after this long (default 10 minutes). */
+}
+
+export interface LlamaRefStartOptions {
+  /** Threads for llama.cpp (default 1). */
+  threads?: number;
+  /** Give up on one request after this long (default 10 minutes). */
   timeoutMs?: number;
 }
 
@@ -47,6 +51,13 @@ export interface BenchmarkResult {
   decodeTokensPerSec: number;
   prefillTokensPerSec: number;
   threads: number;
+}
+
+export interface LlamaRefModelInfo {
+  vocabularySize: number;
+  trainContextSize: number;
+  bos: number | null;
+  eos: number | null;
 }
 
 /** A failure reported by llama.cpp or its child process; `stderr` holds the child's last output. */
@@ -67,60 +78,64 @@ function checkTokens(tokens: readonly number[]): number[] {
   return [...tokens];
 }
 
+function modelSpec(modelPath: string, options: LlamaRefOptions & { vocabOnly?: boolean }, minContext: number) {
+  return {
+    modelPath,
+    vocabOnly: options.vocabOnly ?? false,
+    contextSize: options.contextSize ?? Math.max(512, minContext),
+    batchSize: options.batchSize ?? 512,
+    kvType: options.kvType ?? 'f32',
+    flashAttention: options.flashAttention ?? false,
+  };
+}
+
 /**
- * One model loaded by llama.cpp in a child process. Requests are answered one at a time; each
- * starts from an empty KV cache. close() when done (the child also exits when the parent does).
+ * llama.cpp in one child process. Any number of models can be used through it, one loaded at a
+ * time (switching reloads); requests run one after another, each from an empty KV cache. If a
+ * model makes llama.cpp abort, that request and every later one reject with a LlamaRefError:
+ * start a new LlamaRef. close() when done (the child also exits with the parent).
  */
-export class LlamaRefSession {
+export class LlamaRef {
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private stderr = '';
-  private exited: Error | undefined;
+  private exited: LlamaRefError | undefined;
 
-  private constructor(private readonly child: ChildProcess, readonly modelPath: string, private readonly timeoutMs: number) {}
+  private constructor(private readonly child: ChildProcess, private readonly timeoutMs: number) {}
 
-  static async open(modelPath: string, options: LlamaRefOptions & { vocabOnly?: boolean } = {}): Promise<LlamaRefSession> {
+  static async start(options: LlamaRefStartOptions = {}): Promise<LlamaRef> {
     const threads = options.threads ?? 1;
     if (!Number.isInteger(threads) || threads < 1) throw new LlamaRefError(`threads must be a positive integer, got ${threads}`);
-    const config = {
-      modelPath,
-      threads,
-      contextSize: options.contextSize ?? 512,
-      batchSize: options.batchSize ?? 512,
-      kvType: options.kvType ?? 'f32',
-      flashAttention: options.flashAttention ?? false,
-      vocabOnly: options.vocabOnly ?? false,
-    };
-    const child = fork(WORKER, [JSON.stringify(config)], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced' });
-    const session = new LlamaRefSession(child, modelPath, options.timeoutMs ?? 600_000);
+    const child = fork(WORKER, [JSON.stringify({ threads })], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    const ref = new LlamaRef(child, options.timeoutMs ?? 600_000);
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
-      session.stderr = (session.stderr + chunk).slice(-8000);
+      ref.stderr = (ref.stderr + chunk).slice(-8000);
     });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: { ready?: boolean }) => {
-        if (message?.ready) {
-          child.off('exit', onExit);
-          resolve();
-        }
+        if (!message?.ready) return;
+        child.off('exit', onExit);
+        child.off('message', onMessage);
+        resolve();
       };
       const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
         child.off('message', onMessage);
-        reject(new LlamaRefError(`llama.cpp could not load ${modelPath} (child exited with ${signal ?? `code ${code}`}): ${session.lastError()}`, session.stderr));
+        reject(new LlamaRefError(`node-llama-cpp did not start (child exited with ${signal ?? `code ${code}`}): ${ref.lastError()}`, ref.stderr));
       };
       child.on('message', onMessage);
       child.once('exit', onExit);
     });
-    child.on('message', (message: Reply) => session.onReply(message));
+    child.on('message', (message: Reply) => ref.onReply(message));
     child.on('exit', (code, signal) => {
-      session.exited = new LlamaRefError(`llama.cpp child exited (${signal ?? `code ${code}`}): ${session.lastError()}`, session.stderr);
-      for (const [, w] of session.waiting) {
+      ref.exited = new LlamaRefError(`llama.cpp exited (${signal ?? `code ${code}`}): ${ref.lastError()}`, ref.stderr);
+      for (const [, w] of ref.waiting) {
         clearTimeout(w.timer);
-        w.reject(session.exited);
+        w.reject(ref.exited);
       }
-      session.waiting.clear();
+      ref.waiting.clear();
     });
-    return session;
+    return ref;
   }
 
   private lastError(): string {
@@ -135,7 +150,7 @@ export class LlamaRefSession {
     this.waiting.delete(message.id);
     clearTimeout(waiter.timer);
     if (message.ok) waiter.resolve(message.result);
-    else waiter.reject(new LlamaRefError(`llama.cpp request failed: ${message.error}`, this.stderr));
+    else waiter.reject(new LlamaRefError(`llama.cpp: ${message.error}`, this.stderr));
   }
 
   private request<T>(op: string, args: Record<string, unknown>): Promise<T> {
@@ -151,28 +166,42 @@ export class LlamaRefSession {
     });
   }
 
+  /** Loads a model now (later requests for it reuse it) and describes it. */
+  load(modelPath: string, options: { vocabOnly?: boolean } = {}): Promise<LlamaRefModelInfo> {
+    return this.request('load', { model: modelSpec(modelPath, options, 0) });
+  }
+
   /** Greedy generation of `n` tokens after `promptTokens` (used exactly: no BOS added). */
-  greedyTokens(promptTokens: readonly number[], n: number): Promise<number[]> {
-    if (!Number.isInteger(n) || n < 0) return Promise.reject(new LlamaRefError(`n must be a non-negative integer, got ${n}`));
-    return this.request('greedy', { tokens: checkTokens(promptTokens), n });
+  async greedyTokens(modelPath: string, promptTokens: readonly number[], n: number, options: LlamaRefOptions = {}): Promise<number[]> {
+    const tokens = checkTokens(promptTokens);
+    if (!Number.isInteger(n) || n < 0) throw new LlamaRefError(`n must be a non-negative integer, got ${n}`);
+    return this.request('greedy', { model: modelSpec(modelPath, options, tokens.length + n + 1), tokens, n });
   }
 
   /** The next-token distribution after `promptTokens`: index = token id, softmax of the logits. */
-  async nextTokenProbabilities(promptTokens: readonly number[]): Promise<Float64Array> {
-    return Float64Array.from(await this.request<number[]>('probabilities', { tokens: checkTokens(promptTokens) }));
+  async nextTokenProbabilities(modelPath: string, promptTokens: readonly number[], options: LlamaRefOptions = {}): Promise<Float64Array> {
+    const tokens = checkTokens(promptTokens);
+    return Float64Array.from(await this.request<number[]>('probabilities', { model: modelSpec(modelPath, options, tokens.length + 1), tokens }));
   }
 
   /** llama.cpp's tokenization of `text` (no BOS; special tokens parsed only when asked). */
-  tokenize(text: string, options: { specialTokens?: boolean } = {}): Promise<number[]> {
-    return this.request('tokenize', { text, specialTokens: options.specialTokens ?? false });
+  tokenize(modelPath: string, text: string, options: { specialTokens?: boolean; vocabOnly?: boolean } = {}): Promise<number[]> {
+    return this.request('tokenize', { model: modelSpec(modelPath, { vocabOnly: options.vocabOnly ?? true }, 0), text, specialTokens: options.specialTokens ?? false });
   }
 
-  benchmark(options: { promptTokens: number; decodeTokens: number }): Promise<BenchmarkResult> {
-    return this.request('benchmark', options);
+  /**
+   * Prefill rate (one `promptTokens` prompt in one batch) and decode rate (`decodeTokens` greedy
+   * steps after it), after a short warm-up, with llama.cpp's usual F16 KV cache.
+   */
+  benchmark(modelPath: string, options: { promptTokens?: number; decodeTokens?: number } = {}): Promise<BenchmarkResult> {
+    const promptTokens = options.promptTokens ?? 512;
+    const decodeTokens = options.decodeTokens ?? 64;
+    const model = modelSpec(modelPath, { contextSize: promptTokens + decodeTokens + 16, batchSize: promptTokens, kvType: 'f16' }, 0);
+    return this.request('benchmark', { model, promptTokens, decodeTokens });
   }
 
   async close(): Promise<void> {
-    if (this.exited || this.child.exitCode !== null) return;
+    if (this.exited || this.child.exitCode !== null || this.child.signalCode !== null) return;
     const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
     if (this.child.connected) this.child.disconnect();
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
@@ -181,43 +210,34 @@ export class LlamaRefSession {
   }
 }
 
-async function withSession<T>(modelPath: string, options: LlamaRefOptions & { vocabOnly?: boolean }, fn: (s: LlamaRefSession) => Promise<T>): Promise<T> {
-  const session = await LlamaRefSession.open(modelPath, options);
+async function once<T>(threads: number | undefined, fn: (ref: LlamaRef) => Promise<T>): Promise<T> {
+  const ref = await LlamaRef.start({ threads });
   try {
-    return await fn(session);
+    return await fn(ref);
   } finally {
-    await session.close();
+    await ref.close();
   }
 }
 
 /** Greedy tokens from llama.cpp (F32 KV cache, no flash attention unless asked otherwise). */
-export function greedyTokens(modelPath: string, promptTokens: readonly number[], n: number, options: LlamaRefOptions = {}): Promise<number[]> {
-  const contextSize = options.contextSize ?? Math.max(512, promptTokens.length + n + 1);
-  return withSession(modelPath, { ...options, contextSize }, (s) => s.greedyTokens(promptTokens, n));
+export async function greedyTokens(modelPath: string, promptTokens: readonly number[], n: number, options: LlamaRefOptions & { threads?: number } = {}): Promise<number[]> {
+  checkTokens(promptTokens);
+  if (!Number.isInteger(n) || n < 0) throw new LlamaRefError(`n must be a non-negative integer, got ${n}`);
+  return once(options.threads, (ref) => ref.greedyTokens(modelPath, promptTokens, n, options));
 }
 
 /** The full next-token distribution after the prompt (index = token id). */
-export function nextTokenProbabilities(modelPath: string, promptTokens: readonly number[], options: LlamaRefOptions = {}): Promise<Float64Array> {
-  const contextSize = options.contextSize ?? Math.max(512, promptTokens.length + 1);
-  return withSession(modelPath, { ...options, contextSize }, (s) => s.nextTokenProbabilities(promptTokens));
+export async function nextTokenProbabilities(modelPath: string, promptTokens: readonly number[], options: LlamaRefOptions & { threads?: number } = {}): Promise<Float64Array> {
+  checkTokens(promptTokens);
+  return once(options.threads, (ref) => ref.nextTokenProbabilities(modelPath, promptTokens, options));
 }
 
 /** Tokenizes with llama.cpp's tokenizer (vocabulary-only load, no BOS added). */
-export function tokenize(modelPath: string, text: string, options: LlamaRefOptions & { specialTokens?: boolean } = {}): Promise<number[]> {
-  return withSession(modelPath, { ...options, vocabOnly: true }, (s) => s.tokenize(text, { specialTokens: options.specialTokens }));
+export function tokenize(modelPath: string, text: string, options: { specialTokens?: boolean; threads?: number } = {}): Promise<number[]> {
+  return once(options.threads, (ref) => ref.tokenize(modelPath, text, options));
 }
 
-/**
- * llama.cpp's prefill (a `promptTokens`-token prompt in one batch) and decode (`decodeTokens`
- * greedy steps) rates on this machine, after a short warm-up. Uses llama.cpp's default F16 KV
- * cache, as a user would run it.
- */
+/** llama.cpp's prefill and decode tokens/s on this machine (see LlamaRef.benchmark). */
 export function benchmark(modelPath: string, options: BenchmarkOptions = {}): Promise<BenchmarkResult> {
-  const promptTokens = options.promptTokens ?? 512;
-  const decodeTokens = options.decodeTokens ?? 64;
-  return withSession(
-    modelPath,
-    { threads: options.threads ?? 1, contextSize: promptTokens + decodeTokens + 16, batchSize: promptTokens, kvType: 'f16' },
-    (s) => s.benchmark({ promptTokens, decodeTokens }),
-  );
+  return once(options.threads ?? 1, (ref) => ref.benchmark(modelPath, options));
 }

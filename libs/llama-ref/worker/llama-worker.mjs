@@ -1,18 +1,19 @@
-// Child process of @baton/llama-ref: loads one GGUF model with node-llama-cpp (llama.cpp) and
-// answers requests from the parent over the IPC channel. It runs in its own process because a
-// model llama.cpp cannot load may abort the whole process (GGML_ASSERT), not throw.
+// Child process of @baton/llama-ref: runs llama.cpp through node-llama-cpp and answers requests
+// from the parent over the IPC channel. It is a separate process because a model llama.cpp cannot
+// load may abort the whole process (GGML_ASSERT) instead of throwing.
 //
-// Messages in:  { id, op: 'greedy' | 'probabilities' | 'tokenize' | 'benchmark' | 'info', ...args }
-// Messages out: { id, ok: true, result } | { id, ok: false, error }
-// The model options come once, in process.argv[2] as JSON.
+// argv[2]: JSON { threads }.
+// In:  { id, op: 'load' | 'greedy' | 'probabilities' | 'tokenize' | 'benchmark', model: {...}, ...args }
+//      where model = { modelPath, vocabOnly, contextSize, batchSize, kvType, flashAttention }.
+// Out: { ready: true } once, then { id, ok: true, result } | { id, ok: false, error } per request.
+// One model is loaded at a time; a request for another model disposes the current one first.
 import { getLlama, LlamaLogLevel } from 'node-llama-cpp';
 
-const options = JSON.parse(process.argv[2]);
-const threads = options.threads;
+const { threads } = JSON.parse(process.argv[2]);
 
 const llama = await getLlama({
   build: 'never', // never compile llama.cpp from source: use the prebuilt binary
-  gpu: false, // CPU only: the reference must be the CPU path, and this machine has no GPU
+  gpu: false, // CPU only: the reference must be the CPU path
   usePrebuiltBinaries: true,
   skipDownload: true,
   progressLogs: false,
@@ -20,114 +21,120 @@ const llama = await getLlama({
   logLevel: LlamaLogLevel.error,
   logger: (level, message) => process.stderr.write(`[llama.cpp ${level}] ${message}\n`),
 });
-const model = await llama.loadModel({
-  modelPath: options.modelPath,
-  gpuLayers: 0,
-  vocabOnly: options.vocabOnly === true,
-  useMmap: true,
-});
-let context;
-let sequence;
-async function getSequence() {
-  if (!sequence) {
-    context = await model.createContext({
-      contextSize: options.contextSize,
-      batchSize: options.batchSize,
+
+/** { modelKey, model, contextKey?, context?, sequence? } */
+let current;
+
+async function getModel(spec) {
+  const modelKey = JSON.stringify([spec.modelPath, spec.vocabOnly === true]);
+  if (current?.modelKey !== modelKey) {
+    if (current) {
+      await current.context?.dispose();
+      await current.model.dispose();
+      current = undefined;
+    }
+    const model = await llama.loadModel({ modelPath: spec.modelPath, gpuLayers: 0, vocabOnly: spec.vocabOnly === true, useMmap: true });
+    current = { modelKey, model };
+  }
+  return current.model;
+}
+
+async function getSequence(spec) {
+  const model = await getModel(spec);
+  const contextKey = JSON.stringify([spec.contextSize, spec.batchSize, spec.kvType, spec.flashAttention]);
+  if (current.contextKey !== contextKey) {
+    await current.context?.dispose();
+    const kv = spec.kvType === 'f16' ? 'F16' : 'F32';
+    current.context = await model.createContext({
+      contextSize: spec.contextSize,
+      batchSize: spec.batchSize,
       sequences: 1,
       threads, // explicit: see maxThreads above
-      flashAttention: options.flashAttention === true,
-      // F32 KV cache (llama.cpp's default is F16) so an F32 model can be compared exactly.
-      experimentalKvCacheKeyType: options.kvType === 'f16' ? 'F16' : 'F32',
-      experimentalKvCacheValueType: options.kvType === 'f16' ? 'F16' : 'F32',
+      flashAttention: spec.flashAttention === true,
+      // An F32 KV cache (llama.cpp's default is F16) so an F32 model can be compared exactly.
+      experimentalKvCacheKeyType: kv,
+      experimentalKvCacheValueType: kv,
       ignoreMemorySafetyChecks: true,
       failedCreationRemedy: false,
     });
-    sequence = context.getSequence();
+    current.contextKey = contextKey;
+    current.sequence = current.context.getSequence();
   }
-  await sequence.clearHistory();
-  return sequence;
+  await current.sequence.clearHistory();
+  return current.sequence;
 }
 
-const GREEDY = { temperature: 0, yieldEogToken: true };
-
-async function greedy({ tokens, n }) {
-  const seq = await getSequence();
-  const out = [];
-  if (n === 0) return out;
-  for await (const token of seq.evaluate(tokens, GREEDY)) {
-    out.push(token);
-    if (out.length >= n) break;
-  }
-  return out;
-}
-
-async function probabilities({ tokens }) {
-  const seq = await getSequence();
-  // With the greedy sampler alone, llama.cpp hands back every token's raw logit; node-llama-cpp
-  // turns them into a softmax over the whole vocabulary.
-  let probs = [];
-  for await (const item of seq.evaluateWithMetadata(tokens, { probabilities: true }, GREEDY)) {
-    probs = new Array(vocabularySize()).fill(0);
-    for (const [token, p] of item.probabilities) probs[token] = p;
-    break;
-  }
-  return probs;
-}
-
-function tokenize({ text, specialTokens }) {
-  return Array.from(model.tokenize(text, specialTokens === true));
-}
-
-async function benchmark({ promptTokens, decodeTokens }) {
-  const seq = await getSequence();
-  // Byte-range ids: present in every byte-level or SentencePiece vocabulary.
-  const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 7919 + 13) % 256);
-  // Warm-up: map the weights in and let the thread pool start.
-  await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 8));
-  await seq.clearHistory();
-  const started = process.hrtime.bigint();
-  let firstAt = 0n;
-  let count = 0;
-  for await (const _token of seq.evaluate(prompt, GREEDY)) {
-    if (count === 0) firstAt = process.hrtime.bigint();
-    count++;
-    if (count > decodeTokens) break;
-  }
-  const ended = process.hrtime.bigint();
-  const prefillSeconds = Number(firstAt - started) / 1e9;
-  const decodeSeconds = Number(ended - firstAt) / 1e9;
-  return {
-    prefillTokensPerSec: promptTokens / prefillSeconds,
-    decodeTokensPerSec: decodeTokens / decodeSeconds,
-    threads: context.currentThreads,
-  };
-}
-
-function vocabularySize() {
+function vocabularySize(model) {
   return model.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length ?? 0;
 }
 
-function info() {
-  return {
-    vocabularySize: vocabularySize(),
-    bos: model.tokens.bos,
-    eos: model.tokens.eos,
-    trainContextSize: model.trainContextSize,
-    threads: context?.currentThreads ?? threads,
-  };
-}
+// Greedy sampling only; keep going past end-of-generation tokens so exactly n come back.
+const GREEDY = { temperature: 0, yieldEogToken: true };
 
-const handlers = { greedy, probabilities, tokenize, benchmark, info };
+const handlers = {
+  async load({ model }) {
+    const m = await getModel(model);
+    return { vocabularySize: vocabularySize(m), trainContextSize: m.trainContextSize, bos: m.tokens.bos, eos: m.tokens.eos };
+  },
+  async greedy({ model, tokens, n }) {
+    const seq = await getSequence(model);
+    const out = [];
+    if (n === 0) return out;
+    for await (const token of seq.evaluate(tokens, GREEDY)) {
+      out.push(token);
+      if (out.length >= n) break;
+    }
+    return out;
+  },
+  async probabilities({ model, tokens }) {
+    const seq = await getSequence(model);
+    // With the greedy sampler alone, llama.cpp leaves every token's raw logit in place and
+    // node-llama-cpp softmaxes them over the whole vocabulary.
+    let probs = [];
+    for await (const item of seq.evaluateWithMetadata(tokens, { probabilities: true }, GREEDY)) {
+      probs = new Array(vocabularySize(current.model)).fill(0);
+      for (const [token, p] of item.probabilities) probs[token] = p;
+      break;
+    }
+    return probs;
+  },
+  async tokenize({ model, text, specialTokens }) {
+    const m = await getModel(model);
+    return Array.from(m.tokenize(text, specialTokens === true));
+  },
+  async benchmark({ model, promptTokens, decodeTokens }) {
+    const seq = await getSequence(model);
+    // Byte-range ids: present in every byte-level or SentencePiece vocabulary.
+    const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 7919 + 13) % 256);
+    // Warm-up: fault the weights in and start the thread pool.
+    await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 8));
+    await seq.clearHistory();
+    const started = process.hrtime.bigint();
+    let firstAt = 0n;
+    let count = 0;
+    for await (const _token of seq.evaluate(prompt, GREEDY)) {
+      if (count === 0) firstAt = process.hrtime.bigint();
+      count++;
+      if (count > decodeTokens) break;
+    }
+    const ended = process.hrtime.bigint();
+    return {
+      prefillTokensPerSec: promptTokens / (Number(firstAt - started) / 1e9),
+      decodeTokensPerSec: decodeTokens / (Number(ended - firstAt) / 1e9),
+      threads: current.context.currentThreads,
+    };
+  },
+};
+
 let queue = Promise.resolve();
 process.on('message', (message) => {
   queue = queue.then(async () => {
     try {
       const handler = handlers[message.op];
       if (!handler) throw new Error(`unknown request ${JSON.stringify(message.op)}`);
-      const result = await handler(message);
-      process.send({ id: message.id, ok: true, result });
+      process.send({ id: message.id, ok: true, result: await handler(message) });
     } catch (error) {
-      process.send({ id: message.id, ok: false, error: error?.stack ?? String(error) });
+      process.send({ id: message.id, ok: false, error: error?.message ?? String(error) });
     }
   });
 });

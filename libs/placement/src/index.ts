@@ -12,4 +12,4 @@ export {
   type CostModel, type StageMemory,
 } from './costs.js';
 export { InfeasibleError, PlacementInputError, type InfeasibleDetails, type InfeasibleNode } from './errors.js';
-export { readClusterFile } from './cluster-file.js';
+export { readClusterFile, clusterFromRecords } from './cluster-file.js';

@@ -19,7 +19,7 @@ import { InfeasibleError, type InfeasibleNode } from './errors.js';
 import { evaluateExo } from './exo.js';
 import { prepare, type PlacementInput, type Prepared } from './input.js';
 import { evaluateLayout, type Evaluated } from './layout.js';
-import { EXACT_SEARCH_MAX_NODES, exactSearch, fixedOrderSearch, throughputSearch, type Found } from './search.js';
+import { EXACT_SEARCH_MAX_NODES, balancedWithinRing, exactSearch, fixedOrderSearch, throughputSearch, type Found } from './search.js';
 
 export function formatMs(ms: number): string {
   if (!Number.isFinite(ms)) return String(ms);
@@ -187,12 +187,12 @@ function why(objective: PlanRequirement['objective'], sequences: number, alterna
   const c = chosen.predicted;
   if (objective === 'latency') {
     if (comparePlans(objective, alternative, chosen) >= 0 && Math.abs(a.msPerToken - c.msPerToken) <= 1e-9 * Math.max(1, c.msPerToken)) {
-      return `ties at ${formatMs(c.msPerToken)} ms/token; the plan with fewer nodes was chosen`;
+      return `ties at ${formatMs(c.msPerToken)} ms/token; the chosen plan ${alternative.stages.length > chosen.stages.length ? 'uses fewer nodes' : a.bottleneckMs > c.bottleneckMs * (1 + 1e-9) ? `has the smaller bottleneck (${formatMs(c.bottleneckMs)} vs ${formatMs(a.bottleneckMs)} ms)` : 'was found first'}`;
     }
     return `${formatMs(a.msPerToken)} ms/token vs ${formatMs(c.msPerToken)} ms/token`;
   }
   if (Math.abs(a.tokensPerSecond - c.tokensPerSecond) <= 1e-9 * Math.max(1, c.tokensPerSecond)) {
-    return `ties at ${formatRate(c.tokensPerSecond)} tokens/s; the plan with fewer nodes was chosen`;
+    return `ties at ${formatRate(c.tokensPerSecond)} tokens/s; the chosen plan ${alternative.stages.length > chosen.stages.length ? 'uses fewer nodes' : a.msPerToken > c.msPerToken * (1 + 1e-9) ? `is faster for one sequence (${formatMs(c.msPerToken)} vs ${formatMs(a.msPerToken)} ms/token)` : 'was found first'}`;
   }
   return `${formatRate(a.tokensPerSecond)} tokens/s vs ${formatRate(c.tokensPerSecond)} tokens/s with ${sequences} sequence${sequences === 1 ? '' : 's'} in flight`;
 }
@@ -288,7 +288,16 @@ export function planPlacement(input: PlacementInput): Placement {
   const prep = prepare(input);
   const { bySet, heuristic } = searchCandidates(prep);
   if (bySet.size === 0) throw infeasibleError(prep);
-  const chosen = [...bySet.values()].sort((a, b) => comparePlans(prep.requirement.objective, a, b))[0]!;
+  let chosen = [...bySet.values()].sort((a, b) => comparePlans(prep.requirement.objective, a, b))[0]!;
+  if (prep.requirement.objective === 'latency' && chosen.stages.length > 1 && chosen.stages.length <= EXACT_SEARCH_MAX_NODES) {
+    // Equal ring times can hide very unequal splits (two identical nodes: 8+72 layers is as fast
+    // as 40+40 for one sequence); prefer the one with the smallest bottleneck.
+    const balanced = balancedWithinRing(prep, chosen.layout.order, chosen.predicted.msPerToken);
+    if (balanced) {
+      const evaluated = evaluateLayout(prep, balanced.layout);
+      if (comparePlans('latency', evaluated, chosen) <= 0) chosen = evaluated;
+    }
+  }
   return {
     requirement: { ...prep.requirement, ...(prep.requirement.pinnedNodes ? { pinnedNodes: [...prep.requirement.pinnedNodes] as NodeId[] } : {}) },
     stages: chosen.stages,

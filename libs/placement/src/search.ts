@@ -315,20 +315,7 @@ export function fixedOrderSearch(prep: Prepared, order: number[], measure: Measu
 export function throughputSearch(prep: Prepared, pool: number[], onSubset?: (found: Found) => void): Found[] {
   const { cost } = prep;
   const L = cost.layers;
-  const t = buildTables(prep, pool);
-  const times = new Set<number>();
-  for (let w = 0; w < t.k; w++) {
-    // The same arithmetic as the search uses, so every layout's own stage times are candidates.
-    const prefix = t.msPrefix[w]!;
-    for (let b = 0; b < L; b++) {
-      for (let e = b + 1; e < L; e++) times.add(prefix[e]! - prefix[b]!);
-      times.add(prefix[L]! - prefix[b]! + t.headMs[w]!);
-    }
-    for (let v = 0; v < t.k; v++) {
-      if (v !== w) { times.add(t.hopTransfer[v]![w]!); times.add(t.closeTransfer[v]![w]!); }
-    }
-  }
-  const candidates = [...times].sort((a, b) => a - b);
+  const candidates = bottleneckCandidates(prep, pool);
   const sequences = prep.requirement.sequences;
   const cache = new Map<number, Found | undefined>();
   const leastRing = (i: number): Found | undefined => {
@@ -356,4 +343,48 @@ export function throughputSearch(prep: Prepared, pool: number[], onSubset?: (fou
   const out = [leastRing(lo)!];
   if (lo > 0 && leastRing(lo - 1)) out.push(leastRing(lo - 1)!);
   return out;
+}
+
+/** Every time a stage or a link transfer could take in a layout over the pool, ascending. */
+function bottleneckCandidates(prep: Prepared, pool: number[]): number[] {
+  const L = prep.cost.layers;
+  const t = buildTables(prep, pool);
+  const times = new Set<number>();
+  for (let w = 0; w < t.k; w++) {
+    // The same arithmetic as the search uses, so every layout's own stage times are candidates.
+    const prefix = t.msPrefix[w]!;
+    for (let b = 0; b < L; b++) {
+      for (let e = b + 1; e < L; e++) times.add(prefix[e]! - prefix[b]!);
+      times.add(prefix[L]! - prefix[b]! + t.headMs[w]!);
+    }
+    for (let v = 0; v < t.k; v++) {
+      if (v !== w) { times.add(t.hopTransfer[v]![w]!); times.add(t.closeTransfer[v]![w]!); }
+    }
+  }
+  return [...times].sort((a, b) => a - b);
+}
+
+/**
+ * Among layouts over exactly these nodes whose ring time is within a relative 1e-9 of ringMs,
+ * the one with the smallest bottleneck (the latency objective's tie-break: equal nodes get equal
+ * shares). Binary search over the bottleneck candidates, as in throughputSearch.
+ */
+export function balancedWithinRing(prep: Prepared, pool: number[], ringMs: number): Found | undefined {
+  const candidates = bottleneckCandidates(prep, pool);
+  const full = (1 << pool.length) - 1;
+  const limit = ringMs * (1 + 1e-9);
+  const at = (i: number) => {
+    const found = exactSearch(prep, pool, candidates[i]!).get(full);
+    return found && found.primary <= limit ? found : undefined;
+  };
+  let lo = 0;
+  let hi = candidates.length - 1;
+  let best = at(hi);
+  if (!best) return undefined;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const found = at(mid);
+    if (found) { best = found; hi = mid; } else lo = mid + 1;
+  }
+  return best;
 }

@@ -4,7 +4,7 @@
 // custom splitters); any other regex runs as a JS regex over llama.cpp's "collapsed" text, where
 // each non-ASCII code point is replaced by one byte standing for its category, so that \p{L} etc.
 // mean exactly what they mean in llama.cpp.
-import { CptFlag, codePoints, cptFlags, isAccentMark, isLetter, isNumber, isWhitespace } from './unicode.js';
+import { CptFlag, codePoints, cptFlags, fromCodePoints, isLetter, isNumber, isWhitespace } from './unicode.js';
 
 export const REGEX_GPT2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
 export const REGEX_LLAMA3 =
@@ -152,14 +152,14 @@ export function preTokenize(text: string, regexes: readonly string[]): string[] 
       collapsed ??= collapse(cpts);
       offsets = splitRegex(collapsed, compileCollapsed(re), offsets, false);
     } else {
-      wide ??= String.fromCodePoint(...cpts.map((c) => (c > 0x7f && isWhitespace(cptFlags(c)) ? 0x0b : c)));
+      wide ??= fromCodePoints(cpts.map((c) => (c > 0x7f && isWhitespace(cptFlags(c)) ? 0x0b : c)));
       offsets = splitRegex(wide, compileWide(re), offsets, true);
     }
   }
   const words: string[] = [];
   let start = 0;
   for (const n of offsets) {
-    if (n > 0) words.push(String.fromCodePoint(...cpts.slice(start, start + n)));
+    if (n > 0) words.push(fromCodePoints(cpts, start, start + n));
     start += n;
   }
   return words;
@@ -367,9 +367,15 @@ function splitNewlines(cpts: number[], offsets: number[]): number[] {
 
 // ---- generic regexes --------------------------------------------------------------------
 
-const UCAT: Record<string, number> = { N: CptFlag.NUMBER, L: CptFlag.LETTER, P: CptFlag.PUNCTUATION, M: CptFlag.ACCENT_MARK, S: CptFlag.SYMBOL };
 const UCAT_ALIAS: Record<string, string> = { N: 'N', L: 'L', P: 'P', M: 'M', S: 'S', Lu: 'L', Ll: 'L', Lt: 'L', Lm: 'L', Lo: 'L' };
 const UCAT_CHAR: Record<string, string> = { N: '\xd1', L: '\xd2', P: '\xd3', M: '\xd4', S: '\xd5' };
+const CAT_CHAR = new Map<number, string>([
+  [CptFlag.NUMBER, '\xd1'],
+  [CptFlag.LETTER, '\xd2'],
+  [CptFlag.PUNCTUATION, '\xd3'],
+  [CptFlag.ACCENT_MARK, '\xd4'],
+  [CptFlag.SYMBOL, '\xd5'],
+]);
 // ASCII members of each category, as llama.cpp's k_ucat_map.
 const UCAT_ASCII: Record<string, string> = {
   N: '0-9',
@@ -388,12 +394,7 @@ function collapse(cpts: number[]): string {
       continue;
     }
     const f = cptFlags(c);
-    if (isWhitespace(f)) s += '\x0b';
-    else {
-      const cat = f & CptFlag.MASK_CATEGORIES;
-      const name = Object.keys(UCAT).find((k) => UCAT[k] === cat);
-      s += name ? UCAT_CHAR[name]! : '\xd0';
-    }
+    s += isWhitespace(f) ? '\x0b' : (CAT_CHAR.get(f & CptFlag.MASK_CATEGORIES) ?? '\xd0');
   }
   return s;
 }

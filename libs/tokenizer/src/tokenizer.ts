@@ -102,13 +102,13 @@ export class Tokenizer {
   /**
    * Tokenizes a prompt rendered from the chat template: control tokens written by the template
    * (e.g. "<|im_start|>") become single tokens, and BOS is added when the model wants one unless
-   * the template already wrote it (so there is never a double BOS).
+   * the template already wrote it (so there is never a double BOS). No EOS is appended: the
+   * prompt is for generation.
    */
   encodePrompt(text: string): number[] {
     const v = this.vocab;
     const ids = this.encode(text, { addSpecial: false, parseSpecial: true });
     if (v.addBos && v.bos !== null && ids[0] !== v.bos) ids.unshift(v.bos);
-    if (v.addEos && v.eos !== null && ids[ids.length - 1] !== v.eos) ids.push(v.eos);
     return ids;
   }
 

@@ -89,7 +89,16 @@ export function codePoints(text: string): number[] {
 
 /** Replaces lone surrogates with U+FFFD so that the string is valid UTF-16 (and UTF-8 encodable). */
 export function wellFormed(text: string): string {
-  return String.fromCodePoint(...codePoints(text));
+  return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+}
+
+/** String of code points (no argument-count limit, unlike String.fromCodePoint(...cpts)). */
+export function fromCodePoints(cpts: ArrayLike<number>, start = 0, end = cpts.length): string {
+  let s = '';
+  for (let i = start; i < end; i += 4096) {
+    s += String.fromCodePoint(...Array.prototype.slice.call(cpts, i, Math.min(end, i + 4096)) as number[]);
+  }
+  return s;
 }
 
 const encoder = new TextEncoder();

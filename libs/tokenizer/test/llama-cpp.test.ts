@@ -1,9 +1,11 @@
 // Baton's tokenizer against llama.cpp's own (node-llama-cpp, vocab-only, in a child process):
 // tokenize with and without special-token parsing, detokenize with and without special tokens,
 // and incremental detokenization, on a few hundred strings per model.
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { readGguf, writeRandomModel } from '@baton/gguf';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Tokenizer } from '@baton/tokenizer';
+import { ChatTemplate, Tokenizer, type GgufMetadata } from '@baton/tokenizer';
 import { corpus, prng } from './helpers/corpus.js';
 import { readGgufMetadata } from './helpers/gguf-meta.js';
 import { llamaCppFile, llamaTokenize } from './helpers/llama-cpp.js';
@@ -24,8 +26,8 @@ function idLists(tok: Tokenizer, encoded: number[][]): number[][] {
   return out;
 }
 
-function compare(path: string) {
-  const tok = Tokenizer.fromGguf(readGgufMetadata(path));
+function compare(path: string, meta: GgufMetadata = readGgufMetadata(path)) {
+  const tok = Tokenizer.fromGguf(meta);
   const ours = TEXTS.map((t) => tok.encode(t, { addSpecial: false }));
   const oursSpecial = TEXTS.map((t) => tok.encode(t, { addSpecial: false, parseSpecial: true }));
   const lists = idLists(tok, ours);
@@ -58,6 +60,23 @@ describe('against llama.cpp on generated models', () => {
   for (const pre of ['gpt-2', 'default', 'llama-bpe', 'qwen2', 'smollm', 'starcoder']) {
     it(`BPE (Baton's generated vocabulary), pre=${pre}`, () => compare(writeBpeModel(pre)));
   }
+  it("a random-weight model written by @baton/gguf (as the demo model), read with @baton/gguf's reader", async () => {
+    mkdirSync(MODEL_DIR, { recursive: true });
+    const out = join(MODEL_DIR, 'random-llama.gguf');
+    await writeRandomModel({ out, arch: 'llama', dim: 32, layers: 1, heads: 2, kvHeads: 1, ffn: 64, type: 'f32', context: 128, seed: 1 });
+    const file = await readGguf(out);
+    compare(out, file.metadata);
+    // its chat template renders, and the prompt tokenizes as llama.cpp does with parse_special
+    const tok = Tokenizer.fromGguf(file.metadata);
+    const prompt = ChatTemplate.fromGguf(file.metadata).render([
+      { role: 'system', content: 'You are a helpful assistant.' },
+      { role: 'user', content: 'Tell me a story about the sea 🌊.' },
+    ]);
+    expect(prompt).toContain('<|im_start|>assistant\n');
+    const ref = llamaTokenize(out, [prompt]);
+    expect(tok.encodePrompt(prompt)).toEqual(ref.tokensSpecial[0]);
+    expect(tok.encodePrompt(prompt)).toContain(tok.tokenId('<|im_start|>'));
+  });
   it('SPM with byte fallback, scores and special tokens', () => compare(writeSpmModel('default')));
   it('SPM without the space prefix', () => compare(writeSpmModel('noprefix', { addSpacePrefix: false })));
 });

@@ -216,6 +216,22 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options, std::string* 
     return nullptr;
   }
   const int64_t n_blocks = (kv_tokens + KvPool::kBlockTokens - 1) / KvPool::kBlockTokens;
+  {
+    // Refuse sizes this machine cannot hold before allocating (a hostile header can ask for any).
+    const double kv_dim_d = static_cast<double>(c.n_head_kv) * static_cast<double>(c.head_dim);
+    const double kv_bytes = static_cast<double>(n_blocks) * KvPool::kBlockTokens * 2.0 * (e->layer_end_ - e->layer_start_) * kv_dim_d *
+                            (options.kv_dtype == KvDType::F32 ? 4.0 : 2.0);
+    const double rows = static_cast<double>(options.max_batch_tokens);
+    const double scratch = 4.0 * (rows * (3.0 * c.n_embd + 3.0 * c.n_head * c.head_dim + 2.0 * kv_dim_d + 2.0 * c.n_ff) + 16.0 * c.n_vocab +
+                                  options.threads * (2.0 * max_context * c.head_dim + 64.0 * max_context));
+    const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+    if (physical > 0 && kv_bytes + scratch > physical) {
+      *error = "this engine would need " + std::to_string(static_cast<int64_t>(kv_bytes / 1048576)) + " MiB of KV cache and " +
+               std::to_string(static_cast<int64_t>(scratch / 1048576)) + " MiB of scratch, more than this machine's " +
+               std::to_string(static_cast<int64_t>(physical / 1048576)) + " MiB; lower kvTokens, maxContext or maxBatchTokens";
+      return nullptr;
+    }
+  }
   if (!e->kv_.init(e->layer_end_ - e->layer_start_, c.n_head_kv * c.head_dim, options.kv_dtype, n_blocks, error)) return nullptr;
 
   const int64_t B = options.max_batch_tokens;
@@ -601,11 +617,13 @@ void Engine::attention(int li, const std::vector<ChunkSegment>& chunk) {
       dequantize_row(Matrix{kv_type, 1, hd, kv_.v_row(cs.sequence_id, li, p) + g * head_offset, head_offset}, 0, s.row.data());
       for (int64_t d = 0; d < hd; ++d) s.vt[d * L + p] = s.row[d];
     }
-    const Matrix k_mat{DType::F32, L, hd, s.k.data(), static_cast<size_t>(hd) * 4};
-    const Matrix vt_mat{DType::F32, hd, L, s.vt.data(), static_cast<size_t>(L) * 4};
     for (int64_t j0 = 0; j0 < cs.n_rows; j0 += tokens_per_block) {
       const int64_t nj = std::min(tokens_per_block, cs.n_rows - j0);
       const int64_t rows = nj * group;
+      // Keys this block of queries can see: [0, position of its last query].
+      const int64_t Lb = cs.first_position + j0 + nj;
+      const Matrix k_mat{DType::F32, Lb, hd, s.k.data(), static_cast<size_t>(hd) * 4};
+      const Matrix vt_mat{DType::F32, hd, Lb, s.vt.data(), static_cast<size_t>(L) * 4};
       for (int64_t j = 0; j < nj; ++j) {
         const float* q = q_.data() + (cs.row_begin + j0 + j) * q_dim + static_cast<int64_t>(g) * group * hd;
         std::memcpy(s.q.data() + j * group * hd, q, sizeof(float) * group * hd);
@@ -614,7 +632,7 @@ void Engine::attention(int li, const std::vector<ChunkSegment>& chunk) {
       for (int64_t j = 0; j < nj; ++j) {
         const int64_t visible = cs.first_position + j0 + j + 1;  // keys [0, position]
         for (int h = 0; h < group; ++h) {
-          float* row = s.s.data() + (j * group + h) * L;
+          float* row = s.s.data() + (j * group + h) * Lb;
           float max = -INFINITY;
           for (int64_t p = 0; p < visible; ++p) {
             row[p] *= scale;
@@ -627,7 +645,7 @@ void Engine::attention(int li, const std::vector<ChunkSegment>& chunk) {
           }
           const float inv = static_cast<float>(1.0 / sum);
           for (int64_t p = 0; p < visible; ++p) row[p] *= inv;
-          for (int64_t p = visible; p < L; ++p) row[p] = 0;
+          for (int64_t p = visible; p < Lb; ++p) row[p] = 0;
         }
       }
       matmul(vt_mat, s.s.data(), rows, s.o.data(), nullptr);

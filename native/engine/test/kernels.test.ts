@@ -47,7 +47,7 @@ describe.skipIf(!cxx)('native kernels', () => {
   it('runs clean under AddressSanitizer and UndefinedBehaviorSanitizer', (ctx) => {
     const bin = join(work, 'kernels_test_asan');
     try {
-      build(bin, ['-O1', '-g', '-fsanitize=address,undefined', '-fno-sanitize-recover=undefined', '-fno-omit-frame-pointer']);
+      build(bin, ['-O0', '-g', '-fsanitize=address,undefined', '-fno-sanitize-recover=undefined', '-fno-omit-frame-pointer']);
     } catch (e) {
       // A toolchain without the sanitizer runtimes (libasan/libubsan) cannot run this check.
       const msg = String((e as { stderr?: Buffer }).stderr ?? e);

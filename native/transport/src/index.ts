@@ -1,7 +1,9 @@
 // @baton/transport: the native activation transport (TCP and Unix sockets now, RDMA where the
 // hardware has it) behind one listen()/connect() interface, plus a link probe.
-export { listen, connect, stats, Connection, Server, TransportError } from './transport.js';
-export type { ConnectionEvents, ServerEvents, TransportStats } from './transport.js';
+export { listen, connect, stats, configureTransport, transportDriver, Connection, Server, TransportError } from './transport.js';
+export type { ConnectionEvents, ServerEvents, TransportStats, IoDriver } from './transport.js';
 export type { EndpointOptions, ListenOptions, ConnectOptions, TransportLogger } from './options.js';
 export { DEFAULTS as TRANSPORT_DEFAULTS } from './options.js';
 export { loadNative } from './native.js';
+export { probeLink } from './probe.js';
+export type { ProbeOptions, LinkProbeResult } from './probe.js';

@@ -40,7 +40,7 @@ export interface NativeRdmaSelfTestResult {
 }
 
 export interface NativeBinding {
-  init(dispatch: (events: unknown[], headers: Buffer) => void): void;
+  init(dispatch: (events: unknown[], headers: Buffer) => void, driver: 'uv' | 'thread'): void;
   ref(on: boolean): void;
   listen(host: string, port: number, unixPath: string, options: NativeEndpointOptions): [number, number];
   connect(host: string, port: number, unixPath: string, options: NativeEndpointOptions): number;

@@ -38,10 +38,39 @@ const pending = new Map<number, PendingConnect>();
 let native: NativeBinding | undefined;
 let referenced = false;
 
+/**
+ * How socket readiness reaches JS. 'uv' (default): every socket is watched by Node's own libuv
+ * loop and frames are parsed in C++ and handed to JS on the main thread, no thread hop. 'thread':
+ * a native I/O thread polls all sockets and hands batches to JS through a ThreadSafeFunction.
+ * See docs/benchmarks.md for what each measured. Environment: BATON_TRANSPORT_IO=uv|thread.
+ */
+export type IoDriver = 'uv' | 'thread';
+let ioDriver: IoDriver | undefined;
+
+function defaultDriver(): IoDriver {
+  const fromEnv = process.env.BATON_TRANSPORT_IO;
+  if (fromEnv === undefined || fromEnv === '') return 'uv';
+  if (fromEnv !== 'uv' && fromEnv !== 'thread') throw new Error(`BATON_TRANSPORT_IO must be "uv" or "thread", got ${JSON.stringify(fromEnv)}`);
+  return fromEnv;
+}
+
+/** Chooses the I/O driver; only before the first listen()/connect() of the process. */
+export function configureTransport(options: { io: IoDriver }): void {
+  if (options.io !== 'uv' && options.io !== 'thread') throw new TypeError(`io must be "uv" or "thread", got ${JSON.stringify(options.io)}`);
+  if (native && ioDriver !== options.io) throw new Error(`the transport already runs with the ${ioDriver} driver; configure it before the first listen() or connect()`);
+  ioDriver = options.io;
+}
+
+/** The driver in use (or that will be used). */
+export function transportDriver(): IoDriver {
+  return ioDriver ?? defaultDriver();
+}
+
 function binding(): NativeBinding {
   if (!native) {
+    ioDriver = transportDriver();
     native = loadNative();
-    native.init(dispatch);
+    native.init(dispatch, ioDriver);
   }
   return native;
 }

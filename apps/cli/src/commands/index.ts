@@ -6,6 +6,7 @@ import { nodeCommand } from './node.js';
 import { nodesCommand } from './nodes.js';
 import { modelMakeCommand } from './model-make.js';
 import { modelInspectCommand } from './model-inspect.js';
+import { planCommand } from './plan.js';
 
 export const COMMANDS: CommandSpec[] = [
   upCommand,
@@ -13,5 +14,6 @@ export const COMMANDS: CommandSpec[] = [
   nodesCommand,
   modelMakeCommand,
   modelInspectCommand,
+  planCommand,
   benchTransportCommand,
 ];

@@ -13,7 +13,7 @@ function appMain(pkg: string): string {
 
 export const upCommand: CommandSpec = {
   name: 'up',
-  summary: 'Start a local Baton cluster: Redis (if needed), discovery and N node agents',
+  summary: 'Start a local Baton cluster: Redis (if needed), discovery, planner and N node agents',
   description:
     'Redis: --redis/$REDIS_URL when given; else the one answering on 127.0.0.1:6379; else an embedded\n' +
     'redis-server on a free port with its data under ~/.baton/redis. Each node agent gets an equal share\n' +
@@ -43,8 +43,8 @@ export const upCommand: CommandSpec = {
     const stopped = new Promise<void>((resolve) => (wake = resolve));
     const supervisor = new Supervisor(log, (name, code, signal) => {
       log(`[up]       ${name} exited unexpectedly (${signal ?? `code ${code}`})`);
-      if (name === 'discovery') {
-        failed = 'discovery stopped';
+      if (name === 'discovery' || name === 'planner') {
+        failed = `${name} stopped`;
         wake();
       }
     });
@@ -56,6 +56,7 @@ export const upCommand: CommandSpec = {
     const host = hostname().replace(/\.local$/, '');
     const perShard = Math.floor(totalBudget / shards);
     supervisor.start('discovery', appMain('@baton/discovery'), common);
+    supervisor.start('planner', appMain('@baton/planner'), common);
     for (let i = 1; i <= shards; i++) {
       supervisor.start(`shard-${i}`, appMain('@baton/shard'), [...common, '--id', `${baseId}-${i}`, '--name', `${host}-${i}`, '--memory-budget', String(perShard)]);
     }

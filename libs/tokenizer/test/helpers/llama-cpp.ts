@@ -58,6 +58,8 @@ export function llamaCppFile(rel: string): string | null {
 }
 
 export interface LlamaResult {
+  /** wall time of the tokenize(parse_special=false) calls in the child */
+  tokenizeMs: number;
   /** llama_tokenize(add_special=false, parse_special=false) of each text */
   tokens: number[][];
   /** llama_tokenize(add_special=false, parse_special=true) of each text */

@@ -1,7 +1,7 @@
 // Child process: loads a GGUF vocab-only with node-llama-cpp (llama.cpp's own tokenizer) and
 // tokenizes / detokenizes what it is given. Run in a child because a bad file can abort the process.
 // stdin:  {"model": path, "texts": [string], "detokenize": [[id]]}
-// stdout: {"tokens": [[id]], "tokensSpecial": [[id]], "pieces": [string], "piecesSpecial": [string]}
+// stdout: {"tokenizeMs": ms, "tokens": [[id]], "tokensSpecial": [[id]], "pieces": [string], "piecesSpecial": [string]}
 //   tokens*: llama_tokenize(add_special=false, parse_special=false/true)
 //   pieces*: llama_detokenize(remove_special=false, unparse_special=false/true)
 import { getLlama } from 'node-llama-cpp';
@@ -14,8 +14,12 @@ const llama = await getLlama({ build: 'never', gpu: false, maxThreads: 1, logLev
 const model = await llama.loadModel({ modelPath: req.model, vocabOnly: true, gpuLayers: 0 });
 const texts = req.texts ?? [];
 const ids = req.detokenize ?? [];
+const t0 = performance.now();
+const tokens = texts.map((t) => Array.from(model.tokenize(t, false)));
+const tokenizeMs = performance.now() - t0;
 const result = {
-  tokens: texts.map((t) => Array.from(model.tokenize(t, false))),
+  tokenizeMs,
+  tokens,
   tokensSpecial: texts.map((t) => Array.from(model.tokenize(t, true))),
   pieces: ids.map((x) => model.detokenize(x, false)),
   piecesSpecial: ids.map((x) => model.detokenize(x, true)),

@@ -1,0 +1,120 @@
+// llama.cpp (through @baton/llama-ref) loads every architecture × type that `baton model make`
+// writes, decodes our quantized blocks as we meant them, and tokenizes with our vocabulary.
+import { open as openFile, readFile } from 'node:fs/promises';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildBpeVocab, byteToUnicode, GgufWriter, readGguf, writeRandomModel, type RandomModelArch, type RandomModelType } from '@baton/gguf';
+import { greedyTokens, LlamaRefError, LlamaRefSession, nextTokenProbabilities, tokenize } from '../src/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'baton-llama-ref-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const ARCHS: RandomModelArch[] = ['llama', 'qwen2', 'qwen3'];
+const TYPES: RandomModelType[] = ['f32', 'f16', 'q8_0', 'q4_0', 'q4_k'];
+const PROMPT = [10, 200, 300, 400, 500, 33, 44];
+const VOCAB = 759;
+
+const modelPath = (arch: string, type: string, seed = 3) => join(dir, `${arch}-${type}-${seed}.gguf`);
+
+beforeAll(async () => {
+  for (const arch of ARCHS) {
+    for (const type of TYPES) {
+      // dim and ffn 256: the smallest shape every type (Q4_K's 256-value blocks) can store.
+      await writeRandomModel({ out: modelPath(arch, type), arch, type, dim: 256, layers: 2, heads: 4, kvHeads: 2, ffn: 256, context: 512, seed: 3 });
+    }
+  }
+  await writeRandomModel({ out: modelPath('llama', 'f32', 4), arch: 'llama', type: 'f32', dim: 256, layers: 2, heads: 4, kvHeads: 2, ffn: 256, context: 512, seed: 4 });
+});
+
+function totalVariation(a: Float64Array, b: Float64Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i]! - b[i]!);
+  return sum / 2;
+}
+
+describe.each(ARCHS)('llama.cpp on generated %s models', (arch) => {
+  const probabilities = new Map<string, Float64Array>();
+
+  it.each(TYPES)('loads the %s model and generates tokens', async (type) => {
+    const session = await LlamaRefSession.open(modelPath(arch, type));
+    try {
+      const tokens = await session.greedyTokens(PROMPT, 8);
+      expect(tokens).toHaveLength(8);
+      for (const t of tokens) expect(t >= 0 && t < VOCAB).toBe(true);
+      expect(new Set(tokens).size).toBeGreaterThan(1);
+      const probs = await session.nextTokenProbabilities(PROMPT);
+      expect(probs).toHaveLength(VOCAB);
+      expect(probs.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
+      expect(probs.indexOf(Math.max(...probs))).toBe(tokens[0]);
+      // Requests start from an empty cache: asking again gives the same answer.
+      expect(await session.greedyTokens(PROMPT, 8)).toEqual(tokens);
+      probabilities.set(type, probs);
+    } finally {
+      await session.close();
+    }
+  });
+
+  it('decodes our quantized blocks as we meant them (each type stays close to the F32 model)', () => {
+    // Measured: total variation from the F32 model's next-token distribution is ~0.001 (F16),
+    // ~0.01-0.02 (Q8_0), ~0.08-0.22 (Q4_0, Q4_K); a misread block layout gives ~0.97.
+    const f32 = probabilities.get('f32')!;
+    const bounds: Record<string, number> = { f16: 0.01, q8_0: 0.06, q4_0: 0.4, q4_k: 0.4 };
+    for (const [type, bound] of Object.entries(bounds)) {
+      expect(totalVariation(f32, probabilities.get(type)!), type).toBeLessThan(bound);
+    }
+  });
+});
+
+describe('llama-ref functions', () => {
+  it('one-shot greedy and probabilities agree, and another seed gives another model', async () => {
+    const path = modelPath('llama', 'f32');
+    const tokens = await greedyTokens(path, PROMPT, 4);
+    const probs = await nextTokenProbabilities(path, PROMPT);
+    expect(probs.indexOf(Math.max(...probs))).toBe(tokens[0]);
+    const other = await nextTokenProbabilities(modelPath('llama', 'f32', 4), PROMPT);
+    expect(totalVariation(probs, other)).toBeGreaterThan(0.8);
+  });
+
+  it('tokenizes with the BPE vocabulary we wrote (merges applied, specials parsed on request)', async () => {
+    const path = modelPath('qwen2', 'q8_0');
+    const vocab = buildBpeVocab();
+    const bytes = byteToUnicode();
+    const text = 'Hello world, the quick brown fox jumps over the lazy dog.';
+    const ids = await tokenize(path, text);
+    expect(ids.map((id) => vocab.tokens[id]).join('')).toBe(Array.from(new TextEncoder().encode(text), (b) => bytes[b]).join(''));
+    expect(ids.length).toBeLessThan(text.length / 2);
+    const session = await LlamaRefSession.open(path, { vocabOnly: true });
+    try {
+      expect(await session.tokenize('<|im_start|>user', { specialTokens: true })).toEqual([vocab.imStartId, ...(await session.tokenize('user'))]);
+      expect(await session.tokenize('<|im_start|>')).not.toEqual([vocab.imStartId]);
+    } finally {
+      await session.close();
+    }
+  });
+
+  it('refuses bad files with an error, without taking the caller down', async () => {
+    const source = modelPath('llama', 'q8_0');
+    const truncated = join(dir, 'truncated.gguf');
+    const whole = await readFile(source);
+    await (await openFile(truncated, 'w')).writeFile(whole.subarray(0, Math.floor(whole.length / 2))).then(() => undefined);
+    await expect(greedyTokens(truncated, PROMPT, 2)).rejects.toThrow(LlamaRefError);
+
+    // A header without llama.feed_forward_length: llama.cpp aborts the process loading it.
+    const file = await readGguf(source);
+    const writer = new GgufWriter();
+    for (const [key, value] of file.metadata) if (key !== 'llama.feed_forward_length') writer.set(key, value);
+    for (const t of file.tensors) writer.addTensor(t.name, t.dims, t.type);
+    const broken = join(dir, 'no-ffn.gguf');
+    await writer.open(broken);
+    for (const t of file.tensors) await writer.writeTensorData(whole.subarray(t.fileOffset, t.fileOffset + t.bytes));
+    await writer.close();
+    await expect(greedyTokens(broken, PROMPT, 2)).rejects.toThrow(/could not load/);
+  });
+
+  it('rejects bad requests before sending them', async () => {
+    await expect(greedyTokens(modelPath('llama', 'f32'), [], 2)).rejects.toThrow(/at least one token/);
+    await expect(greedyTokens(modelPath('llama', 'f32'), [1.5], 2)).rejects.toThrow(/non-negative integers/);
+  });
+});

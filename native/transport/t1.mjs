@@ -1,0 +1,12 @@
+import { listen, connect, stats } from '/work/main/native/transport/dist/index.js';
+import { emptyFrameHeader, FrameKind } from '@baton/contracts';
+const server = await listen({ secret: 's', port: 0, host: '127.0.0.1' });
+server.on('connection', (c) => c.on('frame', (h, p) => c.send(h, p)));
+const c = await connect({ secret: 's', port: server.port });
+const h = emptyFrameHeader(FrameKind.CONTROL);
+let n = 0; const t0 = process.hrtime.bigint();
+const payload = Buffer.alloc(8192, 7);
+await new Promise((res) => { c.on('frame', (hh, p) => { if (++n === 2000) res(); else c.send(h, payload); }); c.send(h, payload); });
+console.log('rtt us', Number(process.hrtime.bigint() - t0) / 1000 / n);
+console.log(stats());
+await c.close(); await server.close();
