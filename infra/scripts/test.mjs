@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -28,7 +28,7 @@ if (run('build', [require.resolve('nx/bin/nx.js'), 'run-many', '-t', 'build', '-
 }
 const dir = mkdtempSync(join(tmpdir(), 'baton-test-'));
 const report = join(dir, 'vitest.json');
-const status = run('tests', [require.resolve('vitest/vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)]);
+const status = run('tests', [join(dirname(require.resolve('vitest/package.json')), 'vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)]);
 let passed = 0;
 let failed = status === 0 ? 0 : 1;
 let skipped = 0;

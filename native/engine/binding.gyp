@@ -6,6 +6,7 @@
       "target_name": "baton_engine",
       "sources": [
         "cpp/addon.cc",
+        "cpp/bandwidth.cc",
         "cpp/engine.cc",
         "cpp/gguf.cc",
         "cpp/kv_pool.cc",

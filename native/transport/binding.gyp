@@ -6,7 +6,11 @@
         "cpp/addon.cc",
         "cpp/io_loop.cc",
         "cpp/handshake.cc",
-        "cpp/sha256.cc"
+        "cpp/sha256.cc",
+        "cpp/rdma_addon.cc",
+        "cpp/rdma_channel.cc",
+        "cpp/rdma_fake.cc",
+        "cpp/rdma_system.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

@@ -17,6 +17,13 @@ export interface NodeAgentOptions {
   home: string;
   memoryBudgetBytes?: number;
   endpoints?: EndpointDto[];
+  /** Engine compute threads (default 1). */
+  threads?: number;
+  /** Data-plane listen address (default 0.0.0.0) and port (default: any free one). */
+  dataHost?: string;
+  dataPort?: number;
+  /** Address other nodes use to reach this one (default 127.0.0.1). */
+  advertiseHost?: string;
 }
 
 export const NODE_AGENT_OPTIONS = Symbol('NODE_AGENT_OPTIONS');
@@ -109,6 +116,7 @@ export class NodeAgentService implements OnApplicationBootstrap, OnModuleDestroy
       rdmaDevices: previous?.rdmaDevices ?? [],
       startedAtMs: previous?.startedAtMs ?? Date.now(),
       status: previous?.status ?? 'idle',
+      ...(previous?.servingPlanId ? { servingPlanId: previous.servingPlanId } : {}),
     };
   }
 }

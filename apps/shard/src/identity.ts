@@ -32,3 +32,21 @@ export function loadOrCreateNodeId(home: string, override?: string): NodeId {
   writeFileSync(file, `${id}\n`, { mode: 0o644 });
   return id;
 }
+
+/**
+ * The cluster secret every node's data-plane handshake uses: $BATON_SECRET, else <home>/secret
+ * (created on first start). Copy that file (or set BATON_SECRET) on every machine of a cluster.
+ */
+export function loadOrCreateSecret(home: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (env.BATON_SECRET && env.BATON_SECRET.length > 0) return env.BATON_SECRET;
+  const file = join(home, 'secret');
+  if (existsSync(file)) {
+    const stored = readFileSync(file, 'utf8').trim();
+    if (stored.length >= 16) return stored;
+    throw new Error(`${file} holds a secret shorter than 16 characters; delete it to make a new one, or set BATON_SECRET`);
+  }
+  mkdirSync(home, { recursive: true });
+  const secret = randomBytes(32).toString('hex');
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}

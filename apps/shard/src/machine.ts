@@ -1,6 +1,6 @@
 // What this machine has: memory, CPU features, GGUF files present. Read-only probes of the OS.
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
-import { arch, cpus, freemem, totalmem } from 'node:os';
+import { arch, cpus, freemem, networkInterfaces, totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import type { LocalModelDto } from '@baton/contracts';
 
@@ -64,4 +64,12 @@ export function defaultMemoryBudget(totalBytes: number): number {
 export function roundAvailable(bytes: number): number {
   const step = 64 * 1024 * 1024;
   return Math.floor(bytes / step) * step;
+}
+
+/** The address other machines most likely reach this one at: the first non-internal IPv4 address. */
+export function defaultAdvertiseHost(): string {
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) return address.address;
+  }
+  return '127.0.0.1';
 }

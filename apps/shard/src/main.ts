@@ -6,7 +6,10 @@ import { parseByteSize } from '@baton/contracts';
 import { startNode } from './index.js';
 
 const { values } = parseArgs({
-  options: { redis: { type: 'string' }, prefix: { type: 'string' }, id: { type: 'string' }, name: { type: 'string' }, 'memory-budget': { type: 'string' } },
+  options: {
+    redis: { type: 'string' }, prefix: { type: 'string' }, id: { type: 'string' }, name: { type: 'string' }, 'memory-budget': { type: 'string' },
+    threads: { type: 'string' }, 'data-host': { type: 'string' }, 'data-port': { type: 'string' }, advertise: { type: 'string' },
+  },
   strict: true,
 });
 const app = await startNode({
@@ -15,6 +18,10 @@ const app = await startNode({
   id: values.id,
   name: values.name,
   memoryBudgetBytes: values['memory-budget'] !== undefined ? parseByteSize(values['memory-budget']) : undefined,
+  threads: values.threads !== undefined ? Number(values.threads) : undefined,
+  dataHost: values['data-host'],
+  dataPort: values['data-port'] !== undefined ? Number(values['data-port']) : undefined,
+  advertiseHost: values.advertise,
 });
 let stopping = false;
 const stop = async () => {

@@ -241,3 +241,15 @@ export function decodeFrameHeader(source: Uint8Array, offset = 0): FrameHeader {
   }
   return header;
 }
+
+/** CONTROL frame operations (JSON payload `{"op": …}`); STOP is the STOP flag, not a payload. */
+export type ControlOp = { op: 'subscribe' };
+
+/** TOKEN_OUT payload: I32 × 2 = [token id, TokenFinish]. */
+export enum TokenFinish {
+  CONTINUE = 0,
+  /** The token ends generation (end-of-generation token): it is not part of the output. */
+  EOG = 1,
+  /** The sequence reached max_tokens or the context limit after this token. */
+  LENGTH = 2,
+}

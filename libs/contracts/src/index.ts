@@ -11,3 +11,4 @@ export * from './patterns.js';
 export * from './rpc-dtos.js';
 export * from './version.js';
 export * from './kv.js';
+export * from './openai.js';

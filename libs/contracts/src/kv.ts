@@ -11,6 +11,7 @@
 //   that does not start at 1, makes the manager ask that shard for a full dump.
 // - Token counts are KV positions written: a sequence holding `tokens` has KV for positions
 //   [0, tokens). `blocks` is what the shard's pool holds for it (normally ceil(tokens / 16)).
+import 'reflect-metadata';
 import { Type } from 'class-transformer';
 import {
   ArrayMaxSize, IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, ValidateIf, ValidateNested,

@@ -61,6 +61,8 @@ export class NodeAnnouncementDto {
   /** Shard state shown by `baton nodes` (idle, loading 42%, serving …). */
   @IsOptional() @IsString() @MaxLength(200) status?: string;
   @IsOptional() @IsBoolean() draining?: boolean;
+  /** The plan whose stage this node serves now (every layer loaded, next stage connected). */
+  @IsOptional() @IsString() @MaxLength(64) servingPlanId?: string;
 }
 
 export type NodeAnnouncement = Omit<NodeAnnouncementDto, never>;

@@ -33,20 +33,25 @@ export function manifestFromGguf(file: GgufFile): ModelManifest {
   const m = file.metadata;
   const arch = metaString(m, 'general.architecture');
   if (!arch) throw new GgufError(`${file.path}: general.architecture is missing, so this is not a model file llama.cpp or Baton can run`);
+  // Architectures Baton runs must have every field; others are described with what they have
+  // (a missing count reads as 0) so `baton model inspect` still reports them.
+  const strict = SUPPORTED_ARCHS.includes(arch);
   const need = (key: string): number => {
     const v = maxOf(metaNumberOrArray(m, `${arch}.${key}`));
-    if (v === undefined) throw new GgufError(`${file.path}: ${arch}.${key} is missing from the metadata`);
+    if (v === undefined || v <= 0) {
+      if (strict) throw new GgufError(`${file.path}: ${arch}.${key} is ${v === undefined ? 'missing from the metadata' : v}; a ${arch} model needs it`);
+      return 0;
+    }
     return v;
   };
   const layers = need('block_count');
   const embeddingLength = need('embedding_length');
   const headCountRaw = metaNumberOrArray(m, `${arch}.attention.head_count`);
-  const headCount = maxOf(headCountRaw);
-  if (headCount === undefined || headCount <= 0) throw new GgufError(`${file.path}: ${arch}.attention.head_count is missing or zero`);
+  const headCount = need('attention.head_count');
   const headCountKvRaw = metaNumberOrArray(m, `${arch}.attention.head_count_kv`) ?? headCountRaw;
   const headCountKv = maxOf(headCountKvRaw) ?? headCount;
-  const feedForwardLength = maxOf(metaNumberOrArray(m, `${arch}.feed_forward_length`)) ?? 0;
-  const keyLength = metaNumber(m, `${arch}.attention.key_length`) ?? Math.floor(embeddingLength / headCount);
+  const feedForwardLength = strict ? need('feed_forward_length') : (maxOf(metaNumberOrArray(m, `${arch}.feed_forward_length`)) ?? 0);
+  const keyLength = metaNumber(m, `${arch}.attention.key_length`) ?? (headCount > 0 ? Math.floor(embeddingLength / headCount) : 0);
   const valueLength = metaNumber(m, `${arch}.attention.value_length`) ?? keyLength;
   const contextLength = metaNumber(m, `${arch}.context_length`) ?? 0;
 
@@ -76,7 +81,7 @@ export function manifestFromGguf(file: GgufFile): ModelManifest {
     let total = 0;
     for (let i = 0; i < layers; i++) {
       const kvHeads = perLayer(headCountKvRaw, i, headCountKv);
-      total += kvRowBytes(dtype, kvHeads * keyLength) + kvRowBytes(dtype, kvHeads * valueLength);
+      total += kvRowBytes(dtype, (kvHeads ?? 0) * keyLength) + kvRowBytes(dtype, (kvHeads ?? 0) * valueLength);
     }
     kvBytesPerToken[dtype] = total;
   }

@@ -12,6 +12,10 @@ export function f32ToF16(value: number): number {
   scratchF32[0] = value;
   const x = scratchU32[0]!;
   const sign = (x >>> 16) & 0x8000;
+  const bits = x & 0x7fffffff;
+  // Fast path, every value that stays a normal half (2^-14 ≤ |v| < 65520): round the mantissa to
+  // nearest even by integer addition (a carry correctly bumps the exponent), then rebias.
+  if (bits >= 0x38800000 && bits < 0x477ff000) return sign | (((bits + 0xfff + ((bits >>> 13) & 1)) >>> 13) - 0x1c000);
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
@@ -101,22 +105,19 @@ export function quantize(type: GgmlType, src: Float32Array, dst: Uint8Array): nu
 }
 
 function quantizeQ8_0(src: Float32Array, dst: Uint8Array): void {
+  const qs = new Int8Array(dst.buffer, dst.byteOffset, dst.byteLength);
   const nb = src.length / 32;
   for (let b = 0; b < nb; b++) {
     const x = b * 32;
     const o = b * 34;
     let amax = 0;
-    for (let j = 0; j < 32; j++) {
-      const a = Math.abs(src[x + j]!);
-      if (a > amax) amax = a;
-    }
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(src[x + j]!));
     const d = amax / 127;
     const id = d ? 1 / d : 0;
     putF16(dst, o, d);
-    for (let j = 0; j < 32; j++) {
-      const q = roundAway(src[x + j]! * id);
-      dst[o + 2 + j] = q & 0xff;
-    }
+    // Round to nearest without a data-dependent branch (random weights would mispredict every
+    // other one): |v| <= 127, so v + 128.5 > 0 and truncation is floor. Ties round up.
+    for (let j = 0; j < 32; j++) qs[o + 2 + j] = ((src[x + j]! * id + 128.5) | 0) - 128;
   }
 }
 

@@ -6,10 +6,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readModelManifest } from './manifest.js';
 import { dequantize } from './quant.js';
 import { writeRandomModel, type RandomModelOptions } from './random-model.js';
-import { readGguf } from './reader.js';
+import { readGguf, readTensorBytes } from './reader.js';
 import { buildBpeVocab } from './tokenizer.js';
 import { GgmlType } from './types.js';
-import { GgufError, metaNumber, metaString } from './values.js';
+import { arr, GgufError, metaNumber, metaString, str, u32 } from './values.js';
+import { GgufWriter } from './writer.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-random-model-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -64,15 +65,14 @@ describe('writeRandomModel', () => {
   it('writes values with the planned distribution (norms near 1, projections ~1/sqrt(fan-in))', async () => {
     const result = await writeRandomModel(small('f32.gguf', { type: 'f32' }));
     const file = await readGguf(result.path);
-    const bytes = readFileSync(result.path);
-    const values = (name: string) => {
+    const values = async (name: string) => {
       const t = file.tensors.find((x) => x.name === name)!;
-      return dequantize(GgmlType.F32, bytes.subarray(t.fileOffset, t.fileOffset + t.bytes), t.elements);
+      return dequantize(GgmlType.F32, await readTensorBytes(file, name), t.elements);
     };
-    const norm = values('blk.0.attn_norm.weight');
+    const norm = await values('blk.0.attn_norm.weight');
     expect(Math.min(...norm)).toBeGreaterThan(0.8);
     expect(Math.max(...norm)).toBeLessThan(1.2);
-    const q = values('blk.0.attn_q.weight');
+    const q = await values('blk.0.attn_q.weight');
     const rms = Math.sqrt(q.reduce((a, v) => a + v * v, 0) / q.length);
     expect(rms).toBeGreaterThan(0.9 / 8);
     expect(rms).toBeLessThan(1.1 / 8);
@@ -115,6 +115,42 @@ describe('BPE vocabulary', () => {
 });
 
 describe('readModelManifest', () => {
+  const headerOnly = async (name: string, build: (w: GgufWriter) => void) => {
+    const w = new GgufWriter();
+    build(w);
+    const path = join(dir, name);
+    await w.open(path);
+    await w.close();
+    return path;
+  };
+
+  it('describes architectures Baton does not run, and refuses supported ones missing a field', async () => {
+    const other = await headerOnly('mamba.gguf', (w) => w.set('general.architecture', str('mamba')).set('mamba.block_count', u32(3)).set('mamba.embedding_length', u32(128)));
+    const m = await readModelManifest(other);
+    expect(m).toMatchObject({ arch: 'mamba', layers: 3, embeddingLength: 128, headCount: 0, layerBytes: [0, 0, 0], name: 'mamba.gguf' });
+    const broken = await headerOnly('llama-no-ffn.gguf', (w) =>
+      w.set('general.architecture', str('llama')).set('llama.block_count', u32(1)).set('llama.embedding_length', u32(64)).set('llama.attention.head_count', u32(4)));
+    await expect(readModelManifest(broken)).rejects.toThrow(/llama.feed_forward_length is missing/);
+    const none = await headerOnly('no-arch.gguf', () => undefined);
+    await expect(readModelManifest(none)).rejects.toThrow(/general.architecture is missing/);
+  });
+
+  it('reads per-layer KV head counts (arrays) and an Ollama-style file name without extension', async () => {
+    const path = await headerOnly('sha256-0123abcd', (w) =>
+      w
+        .set('general.architecture', str('llama'))
+        .set('llama.block_count', u32(3))
+        .set('llama.embedding_length', u32(64))
+        .set('llama.feed_forward_length', u32(128))
+        .set('llama.attention.head_count', u32(4))
+        .set('llama.attention.head_count_kv', arr('int32', [4, 2, 1])));
+    const m = await readModelManifest(path);
+    expect(m.headCountKv).toBe(4);
+    // (4 + 2 + 1) KV heads × 16 dims × (K + V) = 224 elements per token.
+    expect(m.kvBytesPerToken.f32).toBe(224 * 4);
+    expect(m.name).toBe('sha256-0123abcd');
+  });
+
   it('computes every field, checked by hand on a small qwen2 F16 model', async () => {
     const result = await writeRandomModel(small('manifest.gguf', { arch: 'qwen2', type: 'f16' }));
     const m = await readModelManifest(result.path);

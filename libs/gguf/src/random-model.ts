@@ -4,7 +4,7 @@
 import { rename, unlink } from 'node:fs/promises';
 import { Prng } from './prng.js';
 import { quantize, quantizedBytes } from './quant.js';
-import { buildBpeVocab, CHATML_TEMPLATE } from './tokenizer.js';
+import { buildBpeVocab, CHATML_TEMPLATE, type BpeVocab } from './tokenizer.js';
 import { GgmlType, GGML_TYPE_LAYOUT, LLAMA_FILE_TYPE } from './types.js';
 import { arr, bool, f32, str, u32, GgufError } from './values.js';
 import { GgufWriter } from './writer.js';
@@ -85,7 +85,7 @@ function useMoreBits(layer: number, layers: number): boolean {
   return layer < eighth || layer >= Math.floor((7 * layers) / 8) || (layer - eighth) % 3 === 2;
 }
 
-interface TensorPlan {
+export interface TensorPlan {
   name: string;
   dims: number[];
   type: GgmlType;
@@ -95,7 +95,7 @@ interface TensorPlan {
 }
 
 /** Validates options and lays out every tensor (name, shape, type, value distribution). */
-export function planRandomModel(options: RandomModelOptions): { tensors: TensorPlan[]; headDim: number } {
+export function planRandomModel(options: RandomModelOptions): { tensors: TensorPlan[]; headDim: number; vocab: BpeVocab } {
   const { arch, dim, layers, heads, kvHeads, ffn, type, context, seed } = options;
   const problems: string[] = [];
   if (!RANDOM_MODEL_ARCHS.includes(arch)) problems.push(`arch must be one of ${RANDOM_MODEL_ARCHS.join(', ')}, got ${JSON.stringify(arch)}`);
@@ -116,7 +116,14 @@ export function planRandomModel(options: RandomModelOptions): { tensors: TensorP
       if (value % block !== 0) problems.push(`${type} stores rows in blocks of ${block}: ${what} (${value}) must be a multiple of ${block}`);
     }
   }
-  if (problems.length > 0) throw new GgufError(`cannot make this model: ${problems.join('; ')}`);
+  let vocab: BpeVocab | undefined;
+  try {
+    vocab = buildBpeVocab({ vocabSize: options.vocab });
+  } catch (error) {
+    problems.push((error as Error).message);
+  }
+  if (problems.length > 0 || !vocab) throw new GgufError(`cannot make this model: ${problems.join('; ')}`);
+  const vocabSize = vocab.tokens.length;
 
   const main = FILE_TYPES[type].main;
   const isK = type === 'q4_k';
@@ -128,8 +135,7 @@ export function planRandomModel(options: RandomModelOptions): { tensors: TensorP
   const matrix = (name: string, cols: number, rows: number, t: GgmlType) => tensors.push({ name, dims: [cols, rows], type: t, std: 1 / Math.sqrt(cols), center: 0 });
   const norm = (name: string, n: number) => tensors.push({ name, dims: [n], type: GgmlType.F32, std: 0.1, center: 1 });
   const bias = (name: string, n: number) => tensors.push({ name, dims: [n], type: GgmlType.F32, std: 0.1, center: 0 });
-  const vocabPlaceholder = 0; // filled in by the caller once the vocabulary is built
-  tensors.push({ name: 'token_embd.weight', dims: [dim, vocabPlaceholder], type: main, std: 3 / Math.sqrt(dim), center: 0 });
+  tensors.push({ name: 'token_embd.weight', dims: [dim, vocabSize], type: main, std: 3 / Math.sqrt(dim), center: 0 });
   for (let i = 0; i < layers; i++) {
     const more = isK && useMoreBits(i, layers);
     norm(`blk.${i}.attn_norm.weight`, dim);
@@ -152,8 +158,8 @@ export function planRandomModel(options: RandomModelOptions): { tensors: TensorP
     matrix(`blk.${i}.ffn_down.weight`, ffn, dim, more ? GgmlType.Q6_K : main);
   }
   norm('output_norm.weight', dim);
-  if (!options.tiedEmbeddings) tensors.push({ name: 'output.weight', dims: [dim, vocabPlaceholder], type: wide, std: 3 / Math.sqrt(dim), center: 0 });
-  return { tensors, headDim };
+  if (!options.tiedEmbeddings) tensors.push({ name: 'output.weight', dims: [dim, vocabSize], type: wide, std: 3 / Math.sqrt(dim), center: 0 });
+  return { tensors, headDim, vocab };
 }
 
 /**
@@ -161,15 +167,8 @@ export function planRandomModel(options: RandomModelOptions): { tensors: TensorP
  * rows and streamed to disk; the file appears under its name only once complete.
  */
 export async function writeRandomModel(options: RandomModelOptions, onProgress?: (progress: MakeProgress) => void): Promise<RandomModelResult> {
-  const { tensors, headDim } = planRandomModel(options);
-  let vocab;
-  try {
-    vocab = buildBpeVocab({ vocabSize: options.vocab });
-  } catch (error) {
-    throw new GgufError(`cannot make this model: ${(error as Error).message}`);
-  }
+  const { tensors, headDim, vocab } = planRandomModel(options);
   const vocabSize = vocab.tokens.length;
-  for (const t of tensors) if (t.dims[1] === 0) t.dims[1] = vocabSize;
 
   const { arch, type } = options;
   const defaults = ARCH_DEFAULTS[arch];

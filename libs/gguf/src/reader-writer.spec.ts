@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -173,6 +173,19 @@ describe('GGUF reader on bad files', () => {
       }
     }
     expect(refused).toBeGreaterThan(100);
+  });
+
+  it('refuses a header claiming more than MAX_GGUF_HEADER_BYTES in a large (sparse) file', async () => {
+    const path = join(dir, 'sparse.gguf');
+    const head = Buffer.alloc(40);
+    head.writeUInt32LE(0x46554747, 0);
+    head.writeUInt32LE(3, 4);
+    head.writeBigUInt64LE(0n, 8);
+    head.writeBigUInt64LE(1n, 16);
+    head.writeBigUInt64LE(600n << 20n, 24); // a 600 MiB metadata key
+    writeFileSync(path, head);
+    truncateSync(path, 1 << 30);
+    await expect(readGguf(path)).rejects.toThrow(/length of metadata key #0 .* more than this file/);
   });
 
   it('reports a missing file clearly', async () => {

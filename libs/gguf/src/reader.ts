@@ -53,20 +53,33 @@ const MIN_SIZE: Record<GgufScalarType, number> = {
 /** Thrown when the parse needs bytes past the part of the file read so far. */
 class NeedMore extends Error {}
 
+/**
+ * The most header (metadata + tensor infos) this reader accepts. Real headers are a few MB to
+ * tens of MB (a 256K-token vocabulary with merges); a larger one is corrupt or hostile.
+ */
+export const MAX_GGUF_HEADER_BYTES = 512 * 1024 * 1024;
+
 class Cursor {
   pos = 0;
-  constructor(private readonly buf: Buffer, readonly fileBytes: number, private readonly path: string) {}
+  /** Where the header must end: the file's end or MAX_GGUF_HEADER_BYTES, whichever is first. */
+  readonly headerLimit: number;
+  constructor(private readonly buf: Buffer, readonly fileBytes: number, private readonly path: string) {
+    this.headerLimit = Math.min(fileBytes, MAX_GGUF_HEADER_BYTES);
+  }
 
   private need(n: number, what: string): void {
     if (this.pos + n <= this.buf.length) return;
+    if (this.pos + n > this.headerLimit && this.headerLimit < this.fileBytes) {
+      throw new GgufError(`${this.path}: ${what} at byte ${this.pos} lies past the first ${MAX_GGUF_HEADER_BYTES} bytes; no real GGUF header is that large, so the file is corrupt`);
+    }
     if (this.buf.length >= this.fileBytes) {
       throw new GgufError(`${this.path}: file is truncated: ${what} at byte ${this.pos} needs ${n} bytes but the file has ${this.fileBytes} bytes`);
     }
     throw new NeedMore();
   }
-  /** Bytes left in the whole file after the cursor. */
+  /** Bytes the rest of the header can take after the cursor. */
   remaining(): number {
-    return this.fileBytes - this.pos;
+    return this.headerLimit - this.pos;
   }
   u8(what: string) { this.need(1, what); return this.buf.readUInt8(this.pos++); }
   i8(what: string) { this.need(1, what); return this.buf.readInt8(this.pos++); }
@@ -82,7 +95,7 @@ class Cursor {
   count(what: string, max: number): number {
     const at = this.pos;
     const v = this.u64(what);
-    if (v > BigInt(max)) throw new GgufError(`${this.path}: ${what} at byte ${at} is ${v}, more than this file (${this.fileBytes} bytes) can hold`);
+    if (v > BigInt(max)) throw new GgufError(`${this.path}: ${what} at byte ${at} is ${v}, more than this file (${this.fileBytes} bytes) can hold: the file is truncated or corrupt`);
     return Number(v);
   }
   str(what: string): string {
@@ -249,9 +262,28 @@ export async function readGguf(path: string): Promise<GgufFile> {
         return parse(buf.subarray(0, got), got < size ? got : fileBytes, path);
       } catch (error) {
         if (!(error instanceof NeedMore)) throw error;
-        size = Math.min(fileBytes, size * 4);
+        size = Math.min(fileBytes, MAX_GGUF_HEADER_BYTES, size * 4);
       }
     }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Reads one tensor's raw bytes (its ggml blocks) from a file read with readGguf. */
+export async function readTensorBytes(file: GgufFile, name: string): Promise<Buffer> {
+  const tensor = file.tensors.find((t) => t.name === name);
+  if (!tensor) throw new GgufError(`${file.path}: no tensor named ${name}`);
+  const handle = await open(file.path, 'r');
+  try {
+    const buf = Buffer.alloc(tensor.bytes);
+    let got = 0;
+    while (got < tensor.bytes) {
+      const { bytesRead } = await handle.read(buf, got, tensor.bytes - got, tensor.fileOffset + got);
+      if (bytesRead === 0) throw new GgufError(`${file.path}: file ends inside tensor ${name} (it was truncated after being read)`);
+      got += bytesRead;
+    }
+    return buf;
   } finally {
     await handle.close();
   }

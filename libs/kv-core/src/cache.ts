@@ -42,6 +42,11 @@ export function kvCacheConfig(
   return { modelId: toModelId(plan.modelId), planId: plan.planId, stages: stageCapacities(manifest, plan, nodeNames) };
 }
 
+export interface PendingPrefix {
+  kind: 'truncate' | 'copy';
+  tokens: number;
+}
+
 /** A sequence in the ledger. */
 export interface KvSequenceRecord {
   sequenceId: SequenceId;
@@ -60,12 +65,13 @@ export interface KvSequenceRecord {
   /** A shard lost this running sequence's KV: it is freed, not cached, on release. */
   broken: boolean;
   /**
-   * Per stage: the prefix (in tokens) a truncate or copy command told the shard to keep for
-   * this sequence, until the shard's 'truncated' / 'copied' event confirms it. Meanwhile the
-   * shard's report may still describe the old content, so reuse trusts no more than this. A
-   * confirmation holding less means the reuse failed: the sequence is marked broken.
+   * Per stage, in the order sent: the truncate / copy commands the shard has not yet confirmed
+   * (by a 'truncated' / 'copied' event or a dump), with the prefix in tokens each told it to
+   * keep. Meanwhile the shard's report may still describe older content, so reuse trusts no
+   * more than the smallest pending prefix. A confirmation holding less means the reuse failed
+   * (the shard had lost the source): the sequence is marked broken.
    */
-  expectedPrefix: (number | null)[];
+  pendingPrefixes: PendingPrefix[][];
 }
 
 export type KvShardSyncStatus = 'unknown' | 'in-sync' | 'awaiting-dump';
@@ -355,7 +361,7 @@ export class KvCacheCore {
     // What the shard reports counts too (it may hold a block more than the tokens need), unless
     // its report still describes content from before a truncate (then it will shrink).
     record.blocks = record.blocks.map((_, s) => {
-      const reported = record.expectedPrefix[s] === null ? (this.shards[s]!.sequences.get(record.sequenceId)?.blocks ?? 0) : 0;
+      const reported = record.pendingPrefixes[s]!.length === 0 ? (this.shards[s]!.sequences.get(record.sequenceId)?.blocks ?? 0) : 0;
       return Math.min(Math.max(held, reported), record.blocks[s]!);
     });
     return { sequenceId: record.sequenceId, outcome: 'cached', cachedTokens: tokens.length, commands: [] };
@@ -423,7 +429,7 @@ export class KvCacheCore {
       if (shard.pendingFree.has(record.sequenceId)) continue;
       const entry = shard.sequences.get(record.sequenceId);
       // Commands reach a shard in the order sent, so a dump reflects every truncate and copy before it.
-      commands.push(...this.confirmPrefix(record, s, entry?.tokens ?? 0));
+      commands.push(...this.confirmPrefix(record, s, entry?.tokens ?? 0, 'dump'));
       if (!this.ledger.has(record.sequenceId)) continue;
       if (entry) {
         if (record.state === 'idle') {
@@ -504,7 +510,7 @@ export class KvCacheCore {
         tokens: [...tokens],
         blocks: [...saved.blocks],
         hashes: chainBlockHashes(tokens),
-        expectedPrefix: core.stages.map(() => null),
+        pendingPrefixes: core.stages.map(() => []),
       };
       core.ledger.set(record.sequenceId, record);
       if (!record.broken) core.index.add(record.sequenceId, record.hashes);
@@ -541,8 +547,7 @@ export class KvCacheCore {
     for (const shard of this.shards) {
       if (shard.status !== 'in-sync') return 0;
       let tokens = shard.sequences.get(record.sequenceId)?.tokens ?? 0;
-      const pending = record.expectedPrefix[shard.stage];
-      if (pending !== null && pending !== undefined) tokens = Math.min(tokens, pending);
+      for (const pending of record.pendingPrefixes[shard.stage]!) tokens = Math.min(tokens, pending.tokens);
       held = Math.min(held, tokens);
     }
     return held;
@@ -636,7 +641,7 @@ export class KvCacheCore {
     if (reuse && reuse.record.state === 'idle') {
       record = reuse.record;
       this.index.remove(record.sequenceId, record.hashes);
-      record.expectedPrefix = this.stages.map(() => cachedTokens);
+      for (const queue of record.pendingPrefixes) queue.push({ kind: 'truncate', tokens: cachedTokens });
       reuseInfo = { mode: 'in-place', sequenceId: record.sequenceId, tokens: cachedTokens };
       for (const stage of this.stages) commands.push({ ...this.ref(stage.stage), kind: 'truncate', sequenceId: record.sequenceId, tokens: cachedTokens });
     } else {
@@ -650,12 +655,12 @@ export class KvCacheCore {
         lastUsedMs: nowMs,
         orphan: false,
         broken: false,
-        expectedPrefix: this.stages.map(() => null),
+        pendingPrefixes: this.stages.map(() => []),
       };
       this.ledger.set(record.sequenceId, record);
       if (reuse) {
         reuse.record.lastUsedMs = Math.max(reuse.record.lastUsedMs, nowMs);
-        record.expectedPrefix = this.stages.map(() => cachedTokens);
+        record.pendingPrefixes = this.stages.map(() => [{ kind: 'copy', tokens: cachedTokens }]);
         reuseInfo = { mode: 'copy', fromSequenceId: reuse.record.sequenceId, tokens: cachedTokens };
         for (const stage of this.stages) {
           commands.push({ ...this.ref(stage.stage), kind: 'copy', fromSequenceId: reuse.record.sequenceId, sequenceId: record.sequenceId, tokens: cachedTokens });
@@ -725,7 +730,7 @@ export class KvCacheCore {
       lastUsedMs: nowMs,
       orphan: true,
       broken: false,
-      expectedPrefix: this.stages.map(() => null),
+      pendingPrefixes: this.stages.map(() => []),
     };
     this.ledger.set(sequenceId, record);
   }
@@ -750,7 +755,8 @@ export class KvCacheCore {
     shard.sequences.clear();
     shard.buffered = [];
     if (!restarted) return [];
-    shard.pendingFree.clear();
+    // Frees stay pending: those sent after the restart will be confirmed in the new epoch (a
+    // shard confirms every free, held or not); a dump clears any the old process never saw.
     const commands: KvShardCommand[] = [];
     for (const record of [...this.ledger.values()]) commands.push(...this.lostOnShard(shard.stage, record, true));
     return commands;
@@ -776,7 +782,6 @@ export class KvCacheCore {
   private lostOnShard(s: number, record: KvSequenceRecord, runningLost: boolean): KvShardCommand[] {
     if (record.state === 'running') {
       if (runningLost) this.markBroken(record);
-      record.expectedPrefix[s] = null;
       return [];
     }
     if (record.orphan) {
@@ -807,9 +812,12 @@ export class KvCacheCore {
           return [];
         }
         if (event.kind !== 'stored') {
-          const commands = this.confirmPrefix(record, s, event.tokens);
-          if (!this.ledger.has(id)) return commands;
+          const kind = event.kind === 'copied' ? 'copy' : 'truncate';
+          // The confirmation of a command this manager sent: nothing else to account.
+          if (record.pendingPrefixes[s]!.some((pending) => pending.kind === kind)) return this.confirmPrefix(record, s, event.tokens, kind);
         }
+        // Until the shard confirms the commands sent, its report may describe older content.
+        if (record.pendingPrefixes[s]!.length > 0) return [];
         if (event.kind === 'truncated') {
           if (record.state === 'idle') {
             // The shard cut an idle sequence back on its own: account what it holds now.
@@ -837,10 +845,22 @@ export class KvCacheCore {
    * shard had lost the source): a running sequence is broken, an idle one (its KV is not what
    * the ledger says) is freed everywhere.
    */
-  private confirmPrefix(record: KvSequenceRecord, s: number, heldTokens: number): KvShardCommand[] {
-    const expected = record.expectedPrefix[s];
-    if (expected === null || expected === undefined) return [];
-    record.expectedPrefix[s] = null;
+  private confirmPrefix(record: KvSequenceRecord, s: number, heldTokens: number, by: PendingPrefix['kind'] | 'dump'): KvShardCommand[] {
+    const queue = record.pendingPrefixes[s]!;
+    let expected: number;
+    if (by === 'dump') {
+      // A dump reflects every command sent before it: the last one decides.
+      if (queue.length === 0) return [];
+      expected = queue[queue.length - 1]!.tokens;
+      queue.length = 0;
+    } else {
+      // Events come in command order: this one confirms the oldest pending command of its kind
+      // (none pending: the shard cut the sequence on its own).
+      const at = queue.findIndex((pending) => pending.kind === by);
+      if (at < 0) return [];
+      expected = queue[at]!.tokens;
+      queue.splice(0, at + 1);
+    }
     if (heldTokens >= expected) return [];
     if (record.state === 'running') {
       this.markBroken(record);

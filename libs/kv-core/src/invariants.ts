@@ -105,13 +105,13 @@ export function checkKvInvariants(core: KvCacheCore, options: KvInvariantOptions
         problems.push(`stage ${s}: shard holds sequence ${id} (${entry.blocks} blocks) that nobody accounts for`);
         continue;
       }
-      if (record.expectedPrefix[s] !== null && record.expectedPrefix[s] !== undefined) continue;
+      if (record.pendingPrefixes[s]!.length > 0) continue;
       if (entry.blocks > record.blocks[s]!) problems.push(`stage ${s}: shard holds ${entry.blocks} blocks for sequence ${id}, the ledger ${record.blocks[s]}`);
     }
     if (!options.quiescent) continue;
     if (shard.pendingFree.size > 0) problems.push(`stage ${s}: frees not confirmed for sequences ${[...shard.pendingFree].join(', ')}`);
     for (const [id, record] of ledger) {
-      if (record.expectedPrefix[s] !== null && record.expectedPrefix[s] !== undefined) problems.push(`stage ${s}: truncate of sequence ${id} not confirmed`);
+      if (record.pendingPrefixes[s]!.length > 0) problems.push(`stage ${s}: ${record.pendingPrefixes[s]!.map((p) => p.kind).join(', ')} of sequence ${id} not confirmed`);
       if (record.state !== 'idle') continue;
       const reported = shard.sequences.get(id)?.blocks ?? 0;
       if (reported !== record.blocks[s]) problems.push(`stage ${s}: idle sequence ${id} accounted ${record.blocks[s]} blocks, shard reports ${reported}`);

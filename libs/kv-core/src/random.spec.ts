@@ -108,6 +108,15 @@ function runScenario(seed: number, steps: number): { admitted: number; reused: n
     } else if (roll < 0.55 && running.size > 0) {
       what = 'progress';
       const request = pick([...running.values()]);
+      const state = core.sequence(request.id);
+      if (!state || state.broken) {
+        // As the gateway does when the manager reports a sequence broken: stop the request.
+        what = 'abort a broken request';
+        running.delete(request.id);
+        cluster.send(core.release({ sequenceId: request.id, keep: false }, now).commands);
+        check(step, what);
+        continue;
+      }
       if (request.stored < request.prompt.length) {
         request.stored = Math.min(request.prompt.length, request.stored + int(1, 64));
       } else if (request.stored < request.limit - 1) {

@@ -45,6 +45,10 @@ export interface BenchmarkOptions {
   promptTokens?: number;
   /** Tokens generated for the decode measurement (default 64). */
   decodeTokens?: number;
+  /** KV cache type (default 'f16', llama.cpp's own default). */
+  kvType?: 'f32' | 'f16';
+  /** Flash attention (default false). */
+  flashAttention?: boolean;
 }
 
 export interface BenchmarkResult {
@@ -190,13 +194,21 @@ export class LlamaRef {
   }
 
   /**
-   * Prefill rate (one `promptTokens` prompt in one batch) and decode rate (`decodeTokens` greedy
-   * steps after it), after a short warm-up, with llama.cpp's usual F16 KV cache.
+   * Prefill rate (one `promptTokens`-token prompt, ids 0..255, in one batch) and decode rate
+   * (`decodeTokens` greedy steps right after it, so at context promptTokens .. promptTokens +
+   * decodeTokens), after an 8-token warm-up, with llama.cpp's usual F16 KV cache by default.
    */
-  benchmark(modelPath: string, options: { promptTokens?: number; decodeTokens?: number } = {}): Promise<BenchmarkResult> {
+  benchmark(modelPath: string, options: Omit<BenchmarkOptions, 'threads'> = {}): Promise<BenchmarkResult> {
     const promptTokens = options.promptTokens ?? 512;
     const decodeTokens = options.decodeTokens ?? 64;
-    const model = modelSpec(modelPath, { contextSize: promptTokens + decodeTokens + 16, batchSize: promptTokens, kvType: 'f16' }, 0);
+    if (!Number.isInteger(promptTokens) || promptTokens < 8) return Promise.reject(new LlamaRefError(`promptTokens must be an integer of at least 8, got ${promptTokens}`));
+    if (!Number.isInteger(decodeTokens) || decodeTokens < 1) return Promise.reject(new LlamaRefError(`decodeTokens must be a positive integer, got ${decodeTokens}`));
+    const model = modelSpec(modelPath, {
+      contextSize: promptTokens + decodeTokens + 16,
+      batchSize: promptTokens,
+      kvType: options.kvType ?? 'f16',
+      flashAttention: options.flashAttention ?? false,
+    }, 0);
     return this.request('benchmark', { model, promptTokens, decodeTokens });
   }
 

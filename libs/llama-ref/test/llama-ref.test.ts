@@ -6,10 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBpeVocab, byteToUnicode, GgufWriter, readGguf, writeRandomModel, type RandomModelArch, type RandomModelType } from '@baton/gguf';
-import { greedyTokens, LlamaRefError, LlamaRefSession, nextTokenProbabilities, tokenize } from '../src/index.js';
+import { greedyTokens, LlamaRef, LlamaRefError, nextTokenProbabilities, tokenize } from '../src/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-llama-ref-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let ref: LlamaRef;
+afterAll(async () => {
+  await ref?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 const ARCHS: RandomModelArch[] = ['llama', 'qwen2', 'qwen3'];
 const TYPES: RandomModelType[] = ['f32', 'f16', 'q8_0', 'q4_0', 'q4_k'];
@@ -26,6 +30,7 @@ beforeAll(async () => {
     }
   }
   await writeRandomModel({ out: modelPath('llama', 'f32', 4), arch: 'llama', type: 'f32', dim: 256, layers: 2, heads: 4, kvHeads: 2, ffn: 256, context: 512, seed: 4 });
+  ref = await LlamaRef.start({ threads: 1 });
 });
 
 function totalVariation(a: Float64Array, b: Float64Array): number {
@@ -38,22 +43,18 @@ describe.each(ARCHS)('llama.cpp on generated %s models', (arch) => {
   const probabilities = new Map<string, Float64Array>();
 
   it.each(TYPES)('loads the %s model and generates tokens', async (type) => {
-    const session = await LlamaRefSession.open(modelPath(arch, type));
-    try {
-      const tokens = await session.greedyTokens(PROMPT, 8);
-      expect(tokens).toHaveLength(8);
-      for (const t of tokens) expect(t >= 0 && t < VOCAB).toBe(true);
-      expect(new Set(tokens).size).toBeGreaterThan(1);
-      const probs = await session.nextTokenProbabilities(PROMPT);
-      expect(probs).toHaveLength(VOCAB);
-      expect(probs.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
-      expect(probs.indexOf(Math.max(...probs))).toBe(tokens[0]);
-      // Requests start from an empty cache: asking again gives the same answer.
-      expect(await session.greedyTokens(PROMPT, 8)).toEqual(tokens);
-      probabilities.set(type, probs);
-    } finally {
-      await session.close();
-    }
+    const path = modelPath(arch, type);
+    const tokens = await ref.greedyTokens(path, PROMPT, 8);
+    expect(tokens).toHaveLength(8);
+    for (const t of tokens) expect(t >= 0 && t < VOCAB).toBe(true);
+    expect(new Set(tokens).size).toBeGreaterThan(1);
+    const probs = await ref.nextTokenProbabilities(path, PROMPT);
+    expect(probs).toHaveLength(VOCAB);
+    expect(probs.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
+    expect(probs.indexOf(Math.max(...probs))).toBe(tokens[0]);
+    // Requests start from an empty cache: asking again gives the same answer.
+    expect(await ref.greedyTokens(path, PROMPT, 8)).toEqual(tokens);
+    probabilities.set(type, probs);
   });
 
   it('decodes our quantized blocks as we meant them (each type stays close to the F32 model)', () => {
@@ -68,12 +69,13 @@ describe.each(ARCHS)('llama.cpp on generated %s models', (arch) => {
 });
 
 describe('llama-ref functions', () => {
-  it('one-shot greedy and probabilities agree, and another seed gives another model', async () => {
+  it('one-shot greedy and probabilities agree with a LlamaRef, and another seed gives another model', async () => {
     const path = modelPath('llama', 'f32');
     const tokens = await greedyTokens(path, PROMPT, 4);
+    expect(tokens).toEqual(await ref.greedyTokens(path, PROMPT, 4));
     const probs = await nextTokenProbabilities(path, PROMPT);
     expect(probs.indexOf(Math.max(...probs))).toBe(tokens[0]);
-    const other = await nextTokenProbabilities(modelPath('llama', 'f32', 4), PROMPT);
+    const other = await ref.nextTokenProbabilities(modelPath('llama', 'f32', 4), PROMPT);
     expect(totalVariation(probs, other)).toBeGreaterThan(0.8);
   });
 
@@ -85,13 +87,8 @@ describe('llama-ref functions', () => {
     const ids = await tokenize(path, text);
     expect(ids.map((id) => vocab.tokens[id]).join('')).toBe(Array.from(new TextEncoder().encode(text), (b) => bytes[b]).join(''));
     expect(ids.length).toBeLessThan(text.length / 2);
-    const session = await LlamaRefSession.open(path, { vocabOnly: true });
-    try {
-      expect(await session.tokenize('<|im_start|>user', { specialTokens: true })).toEqual([vocab.imStartId, ...(await session.tokenize('user'))]);
-      expect(await session.tokenize('<|im_start|>')).not.toEqual([vocab.imStartId]);
-    } finally {
-      await session.close();
-    }
+    expect(await ref.tokenize(path, '<|im_start|>user', { specialTokens: true })).toEqual([vocab.imStartId, ...(await ref.tokenize(path, 'user'))]);
+    expect(await ref.tokenize(path, '<|im_start|>')).not.toEqual([vocab.imStartId]);
   });
 
   it('refuses bad files with an error, without taking the caller down', async () => {
@@ -99,7 +96,9 @@ describe('llama-ref functions', () => {
     const truncated = join(dir, 'truncated.gguf');
     const whole = await readFile(source);
     await (await openFile(truncated, 'w')).writeFile(whole.subarray(0, Math.floor(whole.length / 2))).then(() => undefined);
-    await expect(greedyTokens(truncated, PROMPT, 2)).rejects.toThrow(LlamaRefError);
+    await expect(ref.greedyTokens(truncated, PROMPT, 2)).rejects.toThrow(LlamaRefError);
+    // llama.cpp refused it cleanly, so the shared child is still usable.
+    expect(await ref.greedyTokens(modelPath('llama', 'f32'), PROMPT, 2)).toHaveLength(2);
 
     // A header without llama.feed_forward_length: llama.cpp aborts the process loading it.
     const file = await readGguf(source);
@@ -110,7 +109,27 @@ describe('llama-ref functions', () => {
     await writer.open(broken);
     for (const t of file.tensors) await writer.writeTensorData(whole.subarray(t.fileOffset, t.fileOffset + t.bytes));
     await writer.close();
-    await expect(greedyTokens(broken, PROMPT, 2)).rejects.toThrow(/could not load/);
+    const doomed = await LlamaRef.start();
+    await expect(doomed.greedyTokens(broken, PROMPT, 2)).rejects.toThrow(/llama.cpp exited .*SIGABRT|feed_forward_length/);
+    await expect(doomed.greedyTokens(modelPath('llama', 'f32'), PROMPT, 2)).rejects.toThrow(/exited/);
+    await doomed.close();
+  });
+
+  it('loads qwen3 with a head dim other than dim / heads, and tied embeddings', async () => {
+    const qwen3 = join(dir, 'qwen3-wide-heads.gguf');
+    await writeRandomModel({ out: qwen3, arch: 'qwen3', type: 'q8_0', dim: 256, layers: 2, heads: 4, kvHeads: 2, headDim: 96, ffn: 256, context: 512, seed: 5 });
+    expect(await ref.greedyTokens(qwen3, PROMPT, 4)).toHaveLength(4);
+    const tied = join(dir, 'tied.gguf');
+    await writeRandomModel({ out: tied, arch: 'llama', type: 'f16', dim: 256, layers: 2, heads: 4, kvHeads: 2, ffn: 256, context: 512, seed: 5, tiedEmbeddings: true });
+    expect((await readGguf(tied)).tensors.some((t) => t.name === 'output.weight')).toBe(false);
+    expect(await ref.greedyTokens(tied, PROMPT, 4)).toHaveLength(4);
+  });
+
+  it('benchmarks prefill and decode (rates only, no timing assertion)', async () => {
+    const result = await ref.benchmark(modelPath('llama', 'q8_0'), { promptTokens: 64, decodeTokens: 8 });
+    expect(result.threads).toBe(1);
+    for (const rate of [result.prefillTokensPerSec, result.decodeTokensPerSec]) expect(Number.isFinite(rate) && rate > 0).toBe(true);
+    await expect(ref.benchmark(modelPath('llama', 'q8_0'), { decodeTokens: 0 })).rejects.toThrow(/decodeTokens/);
   });
 
   it('rejects bad requests before sending them', async () => {

@@ -102,8 +102,8 @@ describe('planPlacement: the cases from issue 5', () => {
         const slow = plan.stages.find((s) => s.nodeId === 'slow')!;
         const fast = plan.stages.find((s) => s.nodeId === 'fast')!;
         expect(slow.layerEnd - slow.layerStart).toBeLessThan(fast.layerEnd - fast.layerStart);
-        // As few as the fast node's memory allows: the fast node is full.
-        expect(fast.memoryBytes + 1 * GB + (fast.layerEnd === 40 ? 0 : 0)).toBeGreaterThan(fast.memoryBudgetBytes);
+        // As few as memory allows: the fast node could not take one more 1 GB layer.
+        expect(fast.memoryBytes + 1 * GB).toBeGreaterThan(fast.memoryBudgetBytes);
       },
     },
     {

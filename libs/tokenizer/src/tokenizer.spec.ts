@@ -146,6 +146,27 @@ describe('byte-level BPE ("gpt2") tokenizer', () => {
     expect(parts.slice(0, 2)).toEqual(['hello', '']);
   });
 
+  it('streams exactly what decode returns, whatever spaces and apostrophes come', () => {
+    // single-byte tokens over the characters the clean-up looks at, in many random orders
+    const alphabet = "   '' smrevtd?,a".split('').map((c) => id(byteToChar(c.charCodeAt(0))));
+    let seed = 12345;
+    const rnd = () => {
+      // mulberry32
+      seed = (seed + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(seed ^ (seed >>> 15), seed | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+    };
+    const single = (t: string) => [...t].map((c) => id(byteToChar(c.charCodeAt(0))));
+    expect(tok.decode(single("a  ' s"))).toBe("a's");
+    for (let n = 0; n < 6000; n++) {
+      const ids = Array.from({ length: 1 + Math.floor(rnd() * 12) }, () => alphabet[Math.floor(rnd() * alphabet.length)]!);
+      const d = tok.decoder();
+      const streamed = ids.map((x) => d.push(x)).join('') + d.flush();
+      expect(streamed, JSON.stringify(tok.decode(ids, { special: true }))).toBe(tok.decode(ids));
+    }
+  });
+
   it('splits a multi-byte character across byte tokens and streams it whole', () => {
     const d = tok.decoder();
     const bytes = [...new TextEncoder().encode('€')].map((b) => id(byteToChar(b)));

@@ -23,8 +23,12 @@ export interface DecodeOptions {
 
 const ESCAPED_SPACE = '\u2581';
 
+/** Pre-tokens whose ids are remembered (words repeat a lot in real text). */
+const WORD_CACHE_SIZE = 50_000;
+
 export class Tokenizer {
   readonly vocab: Vocab;
+  private readonly wordCache = new Map<string, number[]>();
 
   constructor(vocab: Vocab) {
     this.vocab = vocab;
@@ -129,10 +133,9 @@ export class Tokenizer {
 
   /** Text of a whole sequence, as llama_detokenize (including its clean-up of spaces for BPE models that ask for it). */
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
-    const d = this.decoder(options);
-    let s = '';
-    for (const id of ids) s += d.push(id);
-    return s + d.flush();
+    let bytes = IncrementalDecoder.rawBytes(this, ids, options);
+    if (this.vocab.cleanSpaces) bytes = cleanSpaces(bytes);
+    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(Uint8Array.from(bytes));
   }
 
   /**
@@ -189,26 +192,39 @@ export class Tokenizer {
   private bpe(text: string, out: number[]): void {
     const v = this.vocab;
     for (const raw of preTokenize(text, v.preSpec.regexes)) {
-      const word = byteEncode(raw);
-      if (v.ignoreMerges) {
-        const id = v.tokenToId.get(word);
-        if (id !== undefined) {
-          out.push(id);
-          continue;
-        }
+      const cached = this.wordCache.get(raw);
+      if (cached) {
+        for (const id of cached) out.push(id);
+        continue;
       }
-      for (const piece of bpeMerge(word, v.bpeRanks)) {
-        const id = v.tokenToId.get(piece);
-        if (id !== undefined) {
-          out.push(id);
-          continue;
-        }
-        // unknown piece: llama.cpp looks up each UTF-8 byte of it as a one-byte token text
-        for (const b of utf8(piece)) {
-          if (b >= 0x80) continue;
-          const bid = v.tokenToId.get(String.fromCharCode(b));
-          if (bid !== undefined) out.push(bid);
-        }
+      const start = out.length;
+      this.bpeWord(byteEncode(raw), out);
+      if (this.wordCache.size >= WORD_CACHE_SIZE) this.wordCache.clear();
+      this.wordCache.set(raw, out.slice(start));
+    }
+  }
+
+  /** One pre-token, already byte-encoded. */
+  private bpeWord(word: string, out: number[]): void {
+    const v = this.vocab;
+    if (v.ignoreMerges) {
+      const id = v.tokenToId.get(word);
+      if (id !== undefined) {
+        out.push(id);
+        return;
+      }
+    }
+    for (const piece of bpeMerge(word, v.bpeRanks)) {
+      const id = v.tokenToId.get(piece);
+      if (id !== undefined) {
+        out.push(id);
+        continue;
+      }
+      // unknown piece: llama.cpp looks up each UTF-8 byte of it as a one-byte token text
+      for (const b of utf8(piece)) {
+        if (b >= 0x80) continue;
+        const bid = v.tokenToId.get(String.fromCharCode(b));
+        if (bid !== undefined) out.push(bid);
       }
     }
   }
@@ -357,10 +373,15 @@ class Heap<T> {
   }
 }
 
+/** Bytes before the end whose space clean-up may still depend on bytes not yet seen. */
+const CLEAN_HOLD = 5;
+/** Raw bytes already returned that clean-up of later bytes looks back at. */
+const CLEAN_CONTEXT = 8;
+
 /**
  * Streams text out of a sequence of token ids. Holds back bytes of an unfinished UTF-8 character
- * and, for vocabularies with space clean-up, the few bytes whose clean-up depends on what comes
- * next; `flush()` returns whatever is left at the end of the sequence.
+ * and, for vocabularies with space clean-up, spaces near the end whose clean-up depends on what
+ * comes next; `flush()` returns whatever is left at the end of the sequence.
  */
 export class IncrementalDecoder {
   private readonly special: boolean;
@@ -371,8 +392,8 @@ export class IncrementalDecoder {
   private heldEos = false;
   /** Raw (not yet cleaned) bytes not yet turned into returned text. */
   private pending: number[] = [];
-  /** Last bytes already returned, the context clean-up looks back at. */
-  private tail: number[] = [];
+  /** The last raw bytes already returned (context for the clean-up). */
+  private context: number[] = [];
   private readonly td = new TextDecoder('utf-8', { ignoreBOM: true });
 
   constructor(private readonly tok: Tokenizer, options: DecodeOptions) {
@@ -384,6 +405,25 @@ export class IncrementalDecoder {
 
   /** Adds one token; returns the text that is now complete (possibly ''). */
   push(id: number): string {
+    this.pushRaw(id);
+    return this.drain(false);
+  }
+
+  /** Ends the sequence and returns any text still held back. */
+  flush(): string {
+    this.heldEos = false;
+    return this.drain(true);
+  }
+
+  /** All bytes of a whole sequence, before clean-up (for Tokenizer.decode). */
+  static rawBytes(tok: Tokenizer, ids: readonly number[], options: DecodeOptions): number[] {
+    const d = new IncrementalDecoder(tok, options);
+    for (const id of ids) d.pushRaw(id);
+    d.heldEos = false;
+    return d.pending;
+  }
+
+  private pushRaw(id: number): void {
     const v = this.tok.vocab;
     if (this.heldEos) {
       // an EOS that turned out not to be the last token is decoded after all
@@ -395,21 +435,15 @@ export class IncrementalDecoder {
       if (this.removeSpecial && v.addBos && id === v.bos) {
         this.stripSpace = false;
         this.tok.tokenBytes(id); // validates the id
-        return '';
+        return;
       }
     }
     if (this.removeSpecial && v.addEos && id === v.eos) {
+      this.tok.tokenBytes(id);
       this.heldEos = true;
-      return '';
+      return;
     }
     this.append(this.tok.tokenBytes(id, this.special));
-    return this.drain(false);
-  }
-
-  /** Ends the sequence and returns any text still held back. */
-  flush(): string {
-    this.heldEos = false;
-    return this.drain(true);
   }
 
   private append(bytes: Uint8Array): void {
@@ -422,31 +456,31 @@ export class IncrementalDecoder {
   }
 
   private drain(final: boolean): string {
-    let upto = this.pending.length;
+    const p = this.pending;
+    let upto = p.length;
     if (!final) {
       if (this.clean) {
-        // a space in the last 4 bytes may still be removed depending on what follows
-        for (let i = Math.max(0, upto - 4); i < upto; i++) {
-          if (this.pending[i] === 0x20) {
+        for (let i = Math.max(0, upto - CLEAN_HOLD); i < upto; i++) {
+          if (p[i] === 0x20) {
             upto = i;
             break;
           }
         }
       }
-      upto = completeUtf8(this.pending, upto);
+      upto = completeUtf8(p, upto);
     }
     if (upto === 0) return '';
-    const raw = this.pending.slice(0, upto);
-    this.pending = this.pending.slice(upto);
-    let bytes = raw;
+    let out: number[];
     if (this.clean) {
-      // clean with the bytes already returned as context, then keep only the new part
-      const ctx = this.tail;
-      const cleaned = cleanSpaces([...ctx, ...raw], ctx.length);
-      bytes = cleaned;
-      this.tail = [...ctx, ...cleaned].slice(-8);
+      // clean with the returned context behind and every known byte ahead, keep [0, upto)
+      const ctx = this.context;
+      out = cleanSpaces([...ctx, ...p], ctx.length, ctx.length + upto);
+      this.context = [...ctx, ...p.slice(0, upto)].slice(-CLEAN_CONTEXT);
+    } else {
+      out = p.slice(0, upto);
     }
-    return this.td.decode(Uint8Array.from(bytes));
+    this.pending = p.slice(upto);
+    return this.td.decode(Uint8Array.from(out));
   }
 }
 
@@ -467,60 +501,57 @@ function completeUtf8(bytes: number[], upto: number): number {
 }
 
 /**
- * llama_detokenize's clean_up_tokenization_spaces passes, applied to bytes[start..) with
- * bytes[0..start) as already-emitted context (not returned).
+ * llama_detokenize's clean_up_tokenization_spaces passes over `bytes` (a literal port of the
+ * in-place C++, which reads bytes it may already have overwritten); returns the surviving bytes
+ * whose original index is in [from, to).
  */
-function cleanSpaces(bytes: number[], start: number): number[] {
+export function cleanSpaces(bytes: readonly number[], from = 0, to = bytes.length): number[] {
   const SP = 0x20;
   const AP = 0x27;
-  const q = (x: number) => x === 0x3f || x === 0x21 || x === 0x2e || x === 0x2c;
-  // Mark which indices survive; each pass works on the survivors of the previous one.
-  let idx = bytes.map((_, i) => i);
-  // pass 1: " ?", " !", " .", " ,"
-  {
-    const out: number[] = [];
-    for (let k = 0; k < idx.length; k++) {
-      if (k > 0 && bytes[idx[k - 1]!] === SP && q(bytes[idx[k]!]!)) out.pop();
-      out.push(idx[k]!);
-    }
-    idx = out;
+  const text = bytes.slice();
+  const orig = bytes.map((_, i) => i);
+  const put = (at: number, i: number) => {
+    text[at] = text[i]!;
+    orig[at] = orig[i]!;
+  };
+  let total = text.length;
+  // first pass: " ?", " !", " .", " ,"
+  const total1 = total;
+  total = total ? 1 : 0;
+  for (let i = 1; i < total1; ++i) {
+    const x = text[i]!;
+    if (text[i - 1] === SP && (x === 0x3f || x === 0x21 || x === 0x2e || x === 0x2c)) total--;
+    put(total++, i);
   }
-  // pass 2: " ' " -> "'"
-  {
-    const out: number[] = [];
-    let prevZeroed = false; // llama.cpp overwrites the dropped space with '\0'
-    for (let k = 0; k < idx.length; k++) {
-      const x = bytes[idx[k]!]!;
-      const prevIsSpace = k > 0 && !prevZeroed && bytes[idx[k - 1]!] === SP;
-      prevZeroed = false;
-      if (k > 0 && x === AP && k + 1 < idx.length && prevIsSpace && bytes[idx[k + 1]!] === SP) {
-        out.pop();
-        out.push(idx[k]!);
-        k++; // drop the following space
-        prevZeroed = true;
-        continue;
+  // second pass: strip a single apostrophe's surrounding spaces, " ' "
+  const total2 = total;
+  total = total ? 1 : 0;
+  for (let i = 1; i < total2; ++i) {
+    const x = text[i]!;
+    const o = orig[i]!;
+    if (x === AP && i + 1 < total2 && text[i - 1] === SP && text[i + 1] === SP) {
+      total--;
+      text[++i] = 0;
+    }
+    text[total] = x;
+    orig[total++] = o;
+  }
+  // third pass: contractions " 's", " 'm", " 're", " 've"
+  const total3 = total;
+  total = total ? 1 : 0;
+  for (let i = 1; i < total3; ++i) {
+    const x = text[i]!;
+    if (text[i - 1] === SP && x === AP && i + 1 < total3) {
+      const x1 = text[i + 1]!;
+      if (x1 === 0x73 || x1 === 0x6d) total--;
+      else if (x1 !== 0x74 && x1 !== 0x64 && i + 2 < total3) {
+        const x2 = text[i + 2]!;
+        if ((x1 === 0x72 && x2 === 0x65) || (x1 === 0x76 && x2 === 0x65)) total--;
       }
-      out.push(idx[k]!);
     }
-    idx = out;
+    put(total++, i);
   }
-  // pass 3: " 's", " 'm", " 're", " 've"
-  {
-    const out: number[] = [];
-    for (let k = 0; k < idx.length; k++) {
-      const x = bytes[idx[k]!]!;
-      if (k > 0 && bytes[idx[k - 1]!] === SP && x === AP && k + 1 < idx.length) {
-        const x1 = bytes[idx[k + 1]!]!;
-        if (x1 === 0x73 || x1 === 0x6d) out.pop();
-        else if (k + 2 < idx.length) {
-          const x2 = bytes[idx[k + 2]!]!;
-          if ((x1 === 0x72 && x2 === 0x65) || (x1 === 0x76 && x2 === 0x65)) out.pop();
-        }
-      }
-      out.push(idx[k]!);
-    }
-    idx = out;
-  }
-  return idx.filter((i) => i >= start).map((i) => bytes[i]!);
+  const out: number[] = [];
+  for (let k = 0; k < total; k++) if (orig[k]! >= from && orig[k]! < to) out.push(text[k]!);
+  return out;
 }
-

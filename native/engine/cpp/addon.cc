@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bandwidth.h"
 #include "engine.h"
 #include "gguf.h"
 #include "kernels/kernels.h"
@@ -485,6 +486,40 @@ Napi::Value LoadEngine(const Napi::CallbackInfo& info) {
   return p;
 }
 
+class BandwidthWorker : public Napi::AsyncWorker {
+ public:
+  BandwidthWorker(Napi::Env env, size_t bytes, int passes, int threads)
+      : Napi::AsyncWorker(env), bytes_(bytes), passes_(passes), threads_(threads), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    std::string error;
+    result_ = baton::measure_read_bandwidth(bytes_, passes_, threads_, &error);
+    if (result_ <= 0) SetError(error.empty() ? "bandwidth test failed" : error);
+  }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), result_)); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  size_t bytes_;
+  int passes_, threads_;
+  double result_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+// measureReadBandwidth(bytes, passes, threads) → Promise<bytes per second>
+Napi::Value MeasureReadBandwidth(const Napi::CallbackInfo& info) {
+  const int64_t bytes = arg_count(info, 0, "bytes");
+  const int64_t passes = arg_count(info, 1, "passes");
+  const int64_t threads = arg_count(info, 2, "threads");
+  if (bytes > (int64_t{1} << 34) || passes < 1 || passes > 1000 || threads < 1 || threads > 1024) {
+    throw Napi::RangeError::New(info.Env(), "measureReadBandwidth: bytes up to 16 GiB, passes 1..1000, threads 1..1024");
+  }
+  auto* w = new BandwidthWorker(info.Env(), static_cast<size_t>(bytes), static_cast<int>(passes), static_cast<int>(threads));
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
 Napi::Value KernelsName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), baton::kernels_name()); }
 
 Napi::Value ForceScalarKernels(const Napi::CallbackInfo& info) {
@@ -499,6 +534,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadEngine", Napi::Function::New<LoadEngine>(env, "loadEngine"));
   exports.Set("readGguf", Napi::Function::New<ReadGguf>(env, "readGguf"));
   exports.Set("checkGgufBuffer", Napi::Function::New<CheckGgufBuffer>(env, "checkGgufBuffer"));
+  exports.Set("measureReadBandwidth", Napi::Function::New<MeasureReadBandwidth>(env, "measureReadBandwidth"));
   exports.Set("kernelsName", Napi::Function::New<KernelsName>(env, "kernelsName"));
   exports.Set("forceScalarKernels", Napi::Function::New<ForceScalarKernels>(env, "forceScalarKernels"));
   return exports;

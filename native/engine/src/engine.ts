@@ -361,3 +361,19 @@ export function checkGgufBytes(bytes: Uint8Array): string | null {
 export function kernelsName(): string {
   return addon().kernelsName();
 }
+
+/**
+ * STREAM-style read bandwidth of this machine: the best of `passes` reads of a `bytes` buffer
+ * (default 256 MiB, well past the caches) by `threads` threads, in bytes per second.
+ */
+export async function measureReadBandwidth(options: { bytes?: number; passes?: number; threads?: number } = {}): Promise<number> {
+  const capture = new Error();
+  const bytes = checkInt('bytes', options.bytes ?? 256 * 1024 * 1024, 1 << 20, 2 ** 34);
+  const passes = checkInt('passes', options.passes ?? 5, 1, 1000);
+  const threads = checkInt('threads', options.threads ?? 1, 1, 1024);
+  try {
+    return await addon().measureReadBandwidth(bytes, passes, threads);
+  } catch (error) {
+    rethrow(capture, error);
+  }
+}

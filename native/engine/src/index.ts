@@ -7,6 +7,7 @@ export {
   readGgufInfo,
   checkGgufBytes,
   kernelsName,
+  measureReadBandwidth,
   type EngineOptions,
   type EngineInfo,
   type EngineMemory,

@@ -86,6 +86,7 @@ export interface NativeAddon {
   loadEngine(options: NativeLoadOptions): Promise<NativeEngine>;
   readGguf(path: string): Promise<NativeGgufInfo>;
   checkGgufBuffer(bytes: Uint8Array): string | null;
+  measureReadBandwidth(bytes: number, passes: number, threads: number): Promise<number>;
   kernelsName(): string;
   forceScalarKernels(scalar: boolean): string;
 }

@@ -10,6 +10,7 @@
 
 #include "frame.h"
 #include "io_loop.h"
+#include "rdma.h"
 #include "sha256.h"
 
 namespace baton {
@@ -378,6 +379,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("parseHeader", Napi::Function::New(env, ParseHeader));
   exports.Set("encodeHeader", Napi::Function::New(env, EncodeHeader));
   exports.Set("hmacSha256", Napi::Function::New(env, HmacSha256));
+  register_rdma(env, exports);
   return exports;
 }
 

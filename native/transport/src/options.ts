@@ -3,6 +3,7 @@
 import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
 import type { NativeEndpointOptions } from './native.js';
+import type { RdmaMode, RdmaSettings } from './rdma.js';
 
 /** Where log lines about refused peers and bad frames go. */
 export interface TransportLogger {
@@ -24,6 +25,13 @@ export interface EndpointOptions {
   socketBufferBytes?: number;
   /** Default: console.warn with a "baton transport:" prefix. */
   logger?: TransportLogger;
+  /**
+   * RDMA use: 'auto' (default) switches to RDMA when both ends have a device (libibverbs.so.1 /
+   * librdma.dylib), otherwise stays on TCP; 'off'; 'fake' / 'fake-apple' use the in-process fake
+   * verbs provider (tests). Or an object to pick the device and slot ring: { mode, device, slots, slotBytes }.
+   * Both ends must use equal slots and slotBytes (Apple's rule); defaults 64 × 4096 B.
+   */
+  rdma?: RdmaMode | ({ mode: RdmaMode } & Partial<Omit<RdmaSettings, 'mode'>>);
   /** @internal Tests only: speak another handshake protocol version. */
   protocolVersion?: number;
 }
@@ -61,6 +69,22 @@ export interface ResolvedEndpoint {
   native: NativeEndpointOptions;
   logger: TransportLogger;
   maxFrameBytes: number;
+  highWaterMark: number;
+  rdma: RdmaSettings;
+}
+
+const RDMA_MODES = ['off', 'auto', 'fake', 'fake-apple'];
+
+function resolveRdma(value: EndpointOptions['rdma'], role: string, unix: boolean): RdmaSettings {
+  const settings = typeof value === 'object' && value !== null ? value : { mode: value ?? 'auto' };
+  if (!RDMA_MODES.includes(settings.mode as string)) throw new TypeError(`${role}(): rdma must be one of ${RDMA_MODES.join(', ')}; got ${JSON.stringify(settings.mode)}`);
+  if (settings.device !== undefined && (typeof settings.device !== 'string' || settings.device === '')) throw new TypeError(`${role}(): rdma.device must be a device name`);
+  return {
+    mode: unix && settings.mode === 'auto' ? 'off' : settings.mode, // a Unix socket stays on this machine
+    device: settings.device,
+    slots: positiveInteger('rdma.slots', settings.slots, 64, 4096, 2),
+    slotBytes: positiveInteger('rdma.slotBytes', settings.slotBytes, 4096, 1 << 20, 64),
+  };
 }
 
 function positiveInteger(name: string, value: unknown, fallback: number, max: number, min = 1): number {
@@ -96,7 +120,7 @@ export async function resolveEndpoint(options: ListenOptions | ConnectOptions, r
   if (options.path !== undefined) {
     if (typeof options.path !== 'string' || options.path === '') throw new TypeError(`${role}(): path must be a non-empty string`);
     if (options.host !== undefined || options.port !== undefined) throw new TypeError(`${role}(): give either path (Unix socket) or host and port (TCP), not both`);
-    return { host: '', port: 0, path: options.path, native, logger, maxFrameBytes };
+    return { host: '', port: 0, path: options.path, native, logger, maxFrameBytes, highWaterMark: native.highWaterMark, rdma: resolveRdma(options.rdma, role, true) };
   }
   const port = options.port ?? (role === 'listen' ? 0 : undefined);
   if (port === undefined) throw new TypeError('connect(): port is required (or path for a Unix socket)');
@@ -111,5 +135,5 @@ export async function resolveEndpoint(options: ListenOptions | ConnectOptions, r
       throw new Error(`${role}(): cannot resolve host "${host}": ${(error as Error).message}`);
     }
   }
-  return { host, port, path: '', native, logger, maxFrameBytes };
+  return { host, port, path: '', native, logger, maxFrameBytes, highWaterMark: native.highWaterMark, rdma: resolveRdma(options.rdma, role, false) };
 }

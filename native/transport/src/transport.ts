@@ -1,7 +1,7 @@
 // The TS face of the native transport: listen() → Server, connect() → Connection. One module-level
 // dispatcher receives every event batch from the addon's I/O thread and routes it by id.
 import { EventEmitter } from 'node:events';
-import { decodeFrameHeader, encodeFrameHeader, FRAME_HEADER_BYTES, FrameFlags, FrameKind, type FrameHeader } from '@baton/contracts';
+import { decodeFrameHeader, emptyFrameHeader, encodeFrameHeader, FRAME_HEADER_BYTES, FrameFlags, FrameKind, type FrameHeader } from '@baton/contracts';
 import { loadNative, type NativeBinding, type NativeStats } from './native.js';
 import { resolveEndpoint, type ConnectOptions, type ListenOptions, type TransportLogger } from './options.js';
 
@@ -247,7 +247,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
           return;
         }
       } else if (this.answerProbes) {
-        this.send({ ...header, flags: header.flags | FrameFlags.REPLY, payloadLength: 0 });
+        this.send({ ...emptyFrameHeader(FrameKind.PROBE), sequenceId: header.sequenceId, flags: FrameFlags.REPLY, traceId: header.traceId, spanId: header.spanId, traceFlags: header.traceFlags });
         return;
       }
     }

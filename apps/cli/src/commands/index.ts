@@ -1,6 +1,8 @@
 // Every `baton` command, in the order `baton --help` lists them. One file per command.
 import type { CommandSpec } from '../command.js';
 import { benchTransportCommand } from './bench-transport.js';
+import { generateCommand } from './generate.js';
+import { benchEngineCommand } from './bench-engine.js';
 import { upCommand } from './up.js';
 import { nodeCommand } from './node.js';
 import { nodesCommand } from './nodes.js';
@@ -15,5 +17,7 @@ export const COMMANDS: CommandSpec[] = [
   modelMakeCommand,
   modelInspectCommand,
   planCommand,
+  generateCommand,
   benchTransportCommand,
+  benchEngineCommand,
 ];

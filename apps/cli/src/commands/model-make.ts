@@ -75,6 +75,10 @@ export const modelMakeCommand: CommandSpec = {
       });
     } catch (error) {
       if (error instanceof GgufError) throw new CliError(error.message, EXIT_USAGE);
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new CliError(`cannot write ${out}: its directory does not exist`);
+      if (code === 'EACCES' || code === 'EROFS') throw new CliError(`cannot write ${out}: permission denied`);
+      if (code === 'ENOSPC') throw new CliError(`cannot write ${out}: the disk is full`);
       throw new CliError(`cannot write ${out}: ${(error as Error).message}`);
     } finally {
       if (!quiet && lastPrint > 0) process.stderr.write('\r\x1b[K');

@@ -150,8 +150,8 @@ export const planCommand: CommandSpec = {
   options: {
     model: { type: 'string', value: 'FILE', description: 'A GGUF model file, or a manifest.json from `baton model inspect --json`' },
     nodes: { type: 'string', value: 'FILE', description: 'Plan for the machines in this nodes.json instead of the live cluster' },
-    context: { type: 'string', value: 'N', description: 'Context tokens per sequence (prompt + output)', default: String(DEFAULT_PLAN_CONTEXT) },
-    sequences: { type: 'string', value: 'N', description: 'Sequences held at once (each with its own KV)', default: '1' },
+    context: { type: 'string', value: 'N', description: `Context tokens per sequence, prompt + output (default: ${DEFAULT_PLAN_CONTEXT}, or the model's own if smaller)` },
+    sequences: { type: 'string', value: 'N', description: 'Sequences held at once, each with its own KV (throughput: in flight)', default: '1' },
     'kv-dtype': { type: 'string', value: KV_DTYPES.join('|'), description: 'KV cache type', default: 'f16' },
     objective: { type: 'string', value: OBJECTIVES.join('|'), description: 'What to optimise', default: 'latency' },
     pin: { type: 'string', value: 'ID,ID', description: 'Use only these nodes' },
@@ -167,7 +167,7 @@ export const planCommand: CommandSpec = {
   ],
   async run(ctx) {
     const modelPath = requiredString(ctx, 'model');
-    const contextTokens = intOption(ctx, 'context', { min: 1, max: 16 * 1024 * 1024 }) ?? DEFAULT_PLAN_CONTEXT;
+    const contextFlag = intOption(ctx, 'context', { min: 1, max: 16 * 1024 * 1024 });
     const sequences = intOption(ctx, 'sequences', { min: 1, max: 65536 }) ?? 1;
     const kvDType: KvDType = choiceOption(ctx, 'kv-dtype', KV_DTYPES) ?? 'f16';
     const objective: Objective = choiceOption(ctx, 'objective', OBJECTIVES) ?? 'latency';
@@ -178,6 +178,7 @@ export const planCommand: CommandSpec = {
     const explain = flag(ctx, 'explain');
 
     const manifest = await readModel(modelPath);
+    const contextTokens = contextFlag ?? (manifest.contextLength > 0 ? Math.min(DEFAULT_PLAN_CONTEXT, manifest.contextLength) : DEFAULT_PLAN_CONTEXT);
     const nodesPath = stringOption(ctx, 'nodes');
     const { cluster, labels, notes } = nodesPath
       ? { cluster: await readNodesFile(nodesPath), labels: new Map<string, string>(), notes: [] as string[] }

@@ -1,10 +1,12 @@
-import { hostname, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { cpus, hostname, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatBytes } from '@baton/contracts';
 import type { CommandSpec } from '../command.js';
 import { CliError } from '../command.js';
-import { bytesOption, intOption, stringOption } from '../args.js';
+import { bytesOption, choiceOption, intOption, stringOption } from '../args.js';
+import { OBJECTIVES, KV_DTYPES } from '@baton/contracts';
 
 /** The process entry (dist/main.js) of a workspace app, found through its package. */
 function appMain(pkg: string): string {
@@ -23,10 +25,22 @@ export const upCommand: CommandSpec = {
     redis: { type: 'string', value: 'URL', description: 'Use this Redis (or $REDIS_URL)' },
     prefix: { type: 'string', value: 'PREFIX', description: 'Key namespace of the cluster (or $BATON_PREFIX)', default: 'baton:' },
     'memory-budget': { type: 'string', value: 'SIZE', description: 'Memory for all local shards together (default: 75% of RAM)' },
+    model: { type: 'string', value: 'FILE', description: 'GGUF model to serve (default: ~/.baton/models/baton-demo.gguf when present)' },
+    port: { type: 'string', value: 'PORT', description: 'HTTP port of the OpenAI-compatible gateway', default: '8080' },
+    host: { type: 'string', value: 'HOST', description: 'Address the gateway binds', default: '127.0.0.1' },
+    context: { type: 'string', value: 'N', description: 'Context tokens per sequence (default: the model\'s, at most 4096)' },
+    sequences: { type: 'string', value: 'N', description: 'Concurrent sequences the KV cache holds', default: '8' },
+    'kv-dtype': { type: 'string', value: 'TYPE', description: 'KV cache type: f16, q8_0 or f32', default: 'f16' },
+    objective: { type: 'string', value: 'OBJ', description: 'Placement objective: throughput (uses every shard) or latency (fewest nodes)', default: 'throughput' },
   },
-  examples: ['baton up', 'baton up --shards 3', 'baton up --redis redis://127.0.0.1:6390'],
+  examples: ['baton up', 'baton up --shards 3 --model ~/.ollama/models/blobs/sha256-…', 'baton up --redis redis://127.0.0.1:6390'],
   async run(ctx) {
     const shards = intOption(ctx, 'shards', { min: 1, max: 64 }) ?? 2;
+    const port = intOption(ctx, 'port', { min: 0, max: 65535 }) ?? 8080;
+    const contextFlag = intOption(ctx, 'context', { min: 16, max: 16 * 1024 * 1024 });
+    const sequences = intOption(ctx, 'sequences', { min: 1, max: 4096 }) ?? 8;
+    const kvDType = choiceOption(ctx, 'kv-dtype', KV_DTYPES) ?? 'f16';
+    const objective = choiceOption(ctx, 'objective', OBJECTIVES) ?? 'throughput';
     const totalBudget = bytesOption(ctx, 'memory-budget') ?? Math.floor(totalmem() * 0.75);
     const { resolveControlPlaneOptions, RpcClient } = await import('@baton/control-plane');
     const { batonHome, loadOrCreateNodeId } = await import('@baton/shard');
@@ -43,7 +57,7 @@ export const upCommand: CommandSpec = {
     const stopped = new Promise<void>((resolve) => (wake = resolve));
     const supervisor = new Supervisor(log, (name, code, signal) => {
       log(`[up]       ${name} exited unexpectedly (${signal ?? `code ${code}`})`);
-      if (name === 'discovery' || name === 'planner') {
+      if (name === 'discovery' || name === 'planner' || name === 'gateway') {
         failed = `${name} stopped`;
         wake();
       }
@@ -55,10 +69,15 @@ export const upCommand: CommandSpec = {
     const baseId = loadOrCreateNodeId(home);
     const host = hostname().replace(/\.local$/, '');
     const perShard = Math.floor(totalBudget / shards);
+    const threads = Math.max(1, Math.floor(cpus().length / shards));
+    const modelFlag = stringOption(ctx, 'model');
+    const demo = join(home, 'models', 'baton-demo.gguf');
+    const modelPath = modelFlag ? resolve(modelFlag) : existsSync(demo) ? demo : undefined;
+    if (modelFlag && !existsSync(modelPath!)) throw new CliError(`--model ${modelFlag}: no such file`);
     supervisor.start('discovery', appMain('@baton/discovery'), common);
     supervisor.start('planner', appMain('@baton/planner'), common);
     for (let i = 1; i <= shards; i++) {
-      supervisor.start(`shard-${i}`, appMain('@baton/shard'), [...common, '--id', `${baseId}-${i}`, '--name', `${host}-${i}`, '--memory-budget', String(perShard)]);
+      supervisor.start(`shard-${i}`, appMain('@baton/shard'), [...common, '--id', `${baseId}-${i}`, '--name', `${host}-${i}`, '--memory-budget', String(perShard), '--threads', String(threads), '--data-host', '127.0.0.1', '--advertise', '127.0.0.1']);
     }
 
     const rpc = new RpcClient(options);
@@ -74,11 +93,35 @@ export const upCommand: CommandSpec = {
       }
       return undefined;
     })();
+    let url: string | undefined;
+    let servedModel = '';
+    if (ready && modelPath && !failed) {
+      try {
+        const { readModelManifest } = await import('@baton/gguf');
+        const manifest = await readModelManifest(modelPath);
+        const contextTokens = contextFlag ?? Math.min(manifest.contextLength, 4096);
+        const plan = await rpc.send('planner.apply', { modelPath, requirement: { contextTokens, sequences, kvDType, objective } }, { timeoutMs: 30_000 });
+        servedModel = plan.modelId;
+        log(`[up]       plan ${plan.modelId} v${plan.version}: ${plan.stages.map((s) => `${s.nodeId} layers [${s.layerStart},${s.layerEnd})`).join(' → ')}; predicted ${plan.predicted.msPerToken.toFixed(2)} ms/token, ${plan.predicted.tokensPerSecond.toFixed(1)} tokens/s with ${sequences} sequences`);
+        supervisor.start('gateway', appMain('@baton/gateway'), [...common, '--port', String(port), '--host', stringOption(ctx, 'host') ?? '127.0.0.1']);
+        url = `http://${stringOption(ctx, 'host') ?? '127.0.0.1'}:${port}`;
+        const { waitForHttp } = await import('../up/http.js');
+        if (!(await waitForHttp(`${url}/healthz`, 30_000))) failed = `the gateway did not answer on ${url} within 30 s`;
+      } catch (error) {
+        failed = `could not place ${modelPath}: ${(error as Error).message}`;
+      }
+    }
     await rpc.close();
-    if (ready) {
+    if (ready && !failed) {
       log('');
       log(`Baton is up: Redis ${options.redisUrl} (${redis.how}), namespace ${options.prefix}`);
       for (const n of ready) log(`  node ${n.name} (${n.id}) pid ${n.pid}, budget ${formatBytes(n.memory.budgetBytes)}`);
+      if (url) {
+        log(`OpenAI-compatible API: ${url}/v1  (try \`npx baton chat --url ${url}\`)`);
+        log(`  curl ${url}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"${servedModel}","messages":[{"role":"user","content":"Hello"}],"stream":true}'`);
+      } else {
+        log('No model to serve: pass --model FILE (or run `npm run setup` to write the demo model).');
+      }
       log('Try `npx baton nodes` in another terminal. Press Ctrl-C to stop.');
       log('');
     } else if (!failed) {

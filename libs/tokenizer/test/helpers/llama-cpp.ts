@@ -4,7 +4,7 @@
 // folder holds vocab-only GGUFs (ggml-vocab-*.gguf) with reference tokenizations (.inp/.out).
 // We extract them once into a cache folder under the OS temp dir.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -28,15 +28,23 @@ function bundlePath(): string | undefined {
 
 let gitDir: string | null | undefined;
 
-/** A bare clone of node-llama-cpp's llama.cpp bundle, or null (with the reason) when unavailable. */
+/** A bare clone of node-llama-cpp's llama.cpp bundle (cached under the temp dir), or null when unavailable. */
 function llamaCppGit(): string | null {
   if (gitDir !== undefined) return gitDir;
   const bundle = bundlePath();
   if (!bundle) return (gitDir = null);
   const dir = join(tmpdir(), 'baton-tokenizer-llama-cpp');
   if (!existsSync(join(dir, 'HEAD'))) {
-    const r = spawnSync('git', ['clone', '-q', '--bare', bundle, dir], { stdio: 'ignore' });
+    // clone beside and rename into place, so concurrent test runs never see a half-made clone
+    const tmp = `${dir}.${process.pid}`;
+    const r = spawnSync('git', ['clone', '-q', '--bare', bundle, tmp], { stdio: 'ignore' });
     if (r.status !== 0) return (gitDir = null);
+    try {
+      renameSync(tmp, dir);
+    } catch {
+      rmSync(tmp, { recursive: true, force: true }); // another run got there first
+    }
+    if (!existsSync(join(dir, 'HEAD'))) return (gitDir = null);
   }
   return (gitDir = dir);
 }
@@ -49,7 +57,9 @@ export function llamaCppFile(rel: string): string | null {
   if (!existsSync(out)) {
     mkdirSync(dirname(out), { recursive: true });
     try {
-      writeFileSync(out, execFileSync('git', ['--git-dir', git, 'show', `HEAD:${rel}`], { maxBuffer: 64 << 20 }));
+      const tmp = `${out}.${process.pid}`;
+      writeFileSync(tmp, execFileSync('git', ['--git-dir', git, 'show', `HEAD:${rel}`], { maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'ignore'] }));
+      renameSync(tmp, out);
     } catch {
       return null;
     }
@@ -58,6 +68,8 @@ export function llamaCppFile(rel: string): string | null {
 }
 
 export interface LlamaResult {
+  /** set when llama.cpp could not load the model (the other fields are then absent) */
+  error?: string;
   /** wall time of the tokenize(parse_special=false) calls in the child */
   tokenizeMs: number;
   /** llama_tokenize(add_special=false, parse_special=false) of each text */
@@ -70,18 +82,31 @@ export interface LlamaResult {
   piecesSpecial: string[];
 }
 
-/** Runs llama.cpp's tokenizer through node-llama-cpp in a child process, loading the model vocab-only. */
-export function llamaTokenize(model: string, texts: string[], detokenize: number[][] = []): LlamaResult {
+export interface LlamaJob {
+  model: string;
+  texts: string[];
+  detokenize?: number[][];
+}
+
+/**
+ * Runs llama.cpp's tokenizer through node-llama-cpp in one child process (models loaded
+ * vocab-only, one after the other), one result per job.
+ */
+export function llamaTokenizeMany(jobs: LlamaJob[]): LlamaResult[] {
   const script = resolve(here, 'llama-tokenize.mjs');
   const r = spawnSync(process.execPath, [script], {
-    input: JSON.stringify({ model, texts, detokenize }),
+    input: JSON.stringify({ jobs }),
     encoding: 'utf8',
-    maxBuffer: 256 << 20,
+    maxBuffer: 512 << 20,
     cwd: resolve(here, '../../../..'),
-    timeout: 120_000,
+    timeout: 300_000,
   });
   if (r.status !== 0) throw new Error(`llama.cpp tokenizer child failed (${r.status ?? r.signal}): ${r.stderr.slice(-2000)}`);
-  return JSON.parse(r.stdout) as LlamaResult;
+  return (JSON.parse(r.stdout) as { results: LlamaResult[] }).results;
+}
+
+export function llamaTokenize(model: string, texts: string[], detokenize: number[][] = []): LlamaResult {
+  return llamaTokenizeMany([{ model, texts, detokenize }])[0]!;
 }
 
 /** Reads llama.cpp's test-tokenizer-0 material: inputs and expected ids (from the HF tokenizer). */

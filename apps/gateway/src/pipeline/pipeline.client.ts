@@ -1,0 +1,240 @@
+// The real PipelineClient: keeps the current plan of every model (planner.list, then
+// plan-published events), a frame connection to every stage's node (subscribed, so the last stage
+// sends it TOKEN_OUT frames and any stage its ERROR frames), and runs generations: the prompt goes
+// to stage 0 as TOKENS frames in chunks (so stages overlap), sampled tokens come back from the
+// last stage, and a STOP frame at the end (or on abort) frees the sequence's KV in every stage.
+import { randomBytes } from 'node:crypto';
+import { Logger } from '@nestjs/common';
+import {
+  FrameFlags, FrameKind, PayloadDType, TokenFinish, emptyFrameHeader,
+  type FrameHeader, type NodeRecord, type Plan,
+} from '@baton/contracts';
+import { EventLog, RedisConnections, RpcClient, type ControlPlaneOptions } from '@baton/control-plane';
+import { connect, type Connection } from '@baton/transport';
+import { PipelineClient, type GenerateRequest, type GenerationEvent, type ModelReadiness, type ServedModel } from './pipeline-client.js';
+
+/** Prompt tokens per TOKENS frame: stage 0 starts on chunk 1 while later chunks are in flight. */
+export const PREFILL_CHUNK_TOKENS = 64;
+const NODE_REFRESH_MS = 1000;
+
+interface Pending {
+  push(event: GenerationEvent | { type: 'token-out'; token: number; finish: TokenFinish } | { type: 'error'; message: string }): void;
+}
+
+export class ShardPipelineClient extends PipelineClient {
+  private readonly logger = new Logger('Pipeline');
+  private readonly plans = new Map<string, Plan>();
+  private readonly unplaced = new Map<string, string>();
+  private nodes = new Map<string, NodeRecord>();
+  private readonly links = new Map<string, Promise<Connection>>();
+  private readonly pending = new Map<number, Pending>();
+  private nextSequence = (Date.now() % 0x7fffffff) >>> 0;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly options: ControlPlaneOptions,
+    private readonly secret: string,
+    private readonly connections: RedisConnections,
+    private readonly rpc: RpcClient,
+  ) {
+    super();
+  }
+
+  async start(): Promise<void> {
+    await this.refresh();
+    void this.follow();
+    const tick = () => {
+      this.timer = setTimeout(() => void this.refresh().finally(() => !this.stopped && tick()), NODE_REFRESH_MS);
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const link of this.links.values()) void link.then((c) => c.close()).catch(() => undefined);
+    this.links.clear();
+  }
+
+  models(): ServedModel[] {
+    return [...this.plans.values()].map((plan) => ({ modelId: plan.modelId, modelPath: plan.modelPath, contextLength: plan.requirement.contextTokens, planVersion: plan.version }));
+  }
+
+  plan(modelId: string): Plan | undefined {
+    return this.plans.get(modelId);
+  }
+
+  readiness(modelId: string): ModelReadiness {
+    const plan = this.plans.get(modelId);
+    if (!plan) return { ready: false, reason: this.unplaced.get(modelId) ?? `no plan for ${modelId} yet (is the planner running and the model applied?)` };
+    for (const stage of plan.stages) {
+      const node = this.nodes.get(stage.nodeId);
+      if (!node) return { ready: false, reason: `node ${stage.nodeId} of plan v${plan.version} is not in the cluster` };
+      if (node.servingPlanId !== plan.planId) return { ready: false, reason: `node ${node.name} is ${node.status ?? 'not serving'} (plan v${plan.version})` };
+    }
+    return { ready: true };
+  }
+
+  async *generate(request: GenerateRequest): AsyncIterable<GenerationEvent> {
+    const plan = this.plans.get(request.modelId);
+    if (!plan) {
+      yield { type: 'done', finishReason: 'error', promptTokens: request.promptTokens.length, completionTokens: 0, cachedTokens: 0, error: this.readiness(request.modelId).reason };
+      return;
+    }
+    const sequenceId = this.allocateSequence();
+    const queue: Parameters<Pending['push']>[0][] = [];
+    let wake: (() => void) | undefined;
+    this.pending.set(sequenceId, { push: (event) => (queue.push(event), wake?.()) });
+    const onAbort = () => queue.push({ type: 'error', message: 'cancelled' }) && wake?.();
+    request.signal?.addEventListener('abort', onAbort, { once: true });
+    let stage0: Connection | undefined;
+    let completion = 0;
+    try {
+      const links = await Promise.all(plan.stages.map((s) => this.link(s.nodeId)));
+      stage0 = links[0]!;
+      this.sendPrompt(stage0, plan, sequenceId, request);
+      for (;;) {
+        while (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+        const event = queue.shift()!;
+        if (event.type === 'error') {
+          const cancelled = event.message === 'cancelled';
+          yield { type: 'done', finishReason: cancelled ? 'cancelled' : 'error', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens: 0, ...(cancelled ? {} : { error: event.message }) };
+          return;
+        }
+        if (event.type !== 'token-out') continue;
+        if (event.finish === TokenFinish.EOG) {
+          yield { type: 'done', finishReason: 'stop', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens: 0 };
+          return;
+        }
+        completion++;
+        yield { type: 'token', tokenId: event.token };
+        if (event.finish === TokenFinish.LENGTH) {
+          yield { type: 'done', finishReason: 'length', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens: 0 };
+          return;
+        }
+      }
+    } catch (error) {
+      yield { type: 'done', finishReason: 'error', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens: 0, error: (error as Error).message };
+    } finally {
+      request.signal?.removeEventListener('abort', onAbort);
+      this.pending.delete(sequenceId);
+      stage0?.send({ ...emptyFrameHeader(FrameKind.CONTROL), sequenceId, planVersion: plan.version, flags: FrameFlags.STOP });
+    }
+  }
+
+  private allocateSequence(): number {
+    do this.nextSequence = (this.nextSequence + 1) >>> 0;
+    while (this.pending.has(this.nextSequence));
+    return this.nextSequence;
+  }
+
+  private sendPrompt(stage0: Connection, plan: Plan, sequenceId: number, request: GenerateRequest): void {
+    const s = request.sampling;
+    const base: FrameHeader = {
+      ...emptyFrameHeader(FrameKind.TOKENS),
+      sequenceId,
+      dtype: PayloadDType.I32,
+      width: 1,
+      requestId: randomBytes(16),
+      temperature: s.temperature,
+      topP: s.topP,
+      topK: s.topK,
+      minP: s.minP,
+      repetitionPenalty: s.repetitionPenalty,
+      presencePenalty: s.presencePenalty,
+      frequencyPenalty: s.frequencyPenalty,
+      seed: s.seed,
+      maxTokens: request.maxTokens,
+      planVersion: plan.version,
+    };
+    const ids = Int32Array.from(request.promptTokens);
+    for (let at = 0; at < ids.length; at += PREFILL_CHUNK_TOKENS) {
+      const chunk = ids.subarray(at, Math.min(ids.length, at + PREFILL_CHUNK_TOKENS));
+      const last = at + chunk.length >= ids.length;
+      stage0.send({ ...base, firstPosition: at, tokenCount: chunk.length, payloadLength: chunk.length * 4, flags: last ? FrameFlags.LAST_CHUNK : 0 }, chunk);
+    }
+  }
+
+  /** The connection to a node, opened (and subscribed) on first use and reused after. */
+  private link(nodeId: string): Promise<Connection> {
+    const existing = this.links.get(nodeId);
+    if (existing) return existing;
+    const opening = (async () => {
+      const endpoint = this.nodes.get(nodeId)?.endpoints.find((e) => e.kind === 'tcp');
+      if (!endpoint) throw new Error(`node ${nodeId} has no data-plane endpoint`);
+      const connection = await connect({ host: endpoint.address, port: endpoint.port, secret: this.secret });
+      connection.on('error', () => undefined);
+      connection.on('frame', (header, payload) => this.onFrame(header, payload));
+      connection.once('close', (error) => {
+        this.links.delete(nodeId);
+        if (this.stopped) return;
+        this.logger.warn(`connection to node ${nodeId} closed${error ? `: ${error.message}` : ''}`);
+        for (const pending of this.pending.values()) pending.push({ type: 'error', message: `lost the connection to node ${nodeId}` });
+      });
+      const subscribe = Buffer.from(JSON.stringify({ op: 'subscribe' }));
+      connection.send({ ...emptyFrameHeader(FrameKind.CONTROL), dtype: PayloadDType.U8, width: 1, tokenCount: subscribe.length, payloadLength: subscribe.length }, subscribe);
+      return connection;
+    })();
+    this.links.set(nodeId, opening);
+    opening.catch(() => this.links.delete(nodeId));
+    return opening;
+  }
+
+  private onFrame(header: FrameHeader, payload: Buffer): void {
+    const pending = this.pending.get(header.sequenceId);
+    if (!pending) return;
+    if (header.kind === FrameKind.TOKEN_OUT && payload.length >= 8) {
+      pending.push({ type: 'token-out', token: payload.readInt32LE(0), finish: payload.readInt32LE(4) as TokenFinish });
+    } else if (header.kind === FrameKind.ERROR) {
+      pending.push({ type: 'error', message: payload.toString('utf8') || 'a stage failed' });
+    }
+  }
+
+  private async refresh(): Promise<void> {
+    try {
+      const { nodes } = await this.rpc.send('discovery.nodes.list', {}, { timeoutMs: 1000 });
+      this.nodes = new Map(nodes.map((n) => [n.id, n]));
+      const { plans, unplaced } = await this.rpc.send('planner.list', {}, { timeoutMs: 1000 });
+      for (const plan of plans) this.adopt(plan);
+      for (const entry of unplaced) {
+        this.unplaced.set(entry.modelId, `no plan for ${entry.modelId}: ${entry.reason}`);
+        this.plans.delete(entry.modelId);
+      }
+    } catch (error) {
+      this.logger.debug?.(`refresh failed: ${(error as Error).message}`);
+    }
+  }
+
+  private adopt(plan: Plan): void {
+    const current = this.plans.get(plan.modelId);
+    if (current && current.version >= plan.version) return;
+    this.plans.set(plan.modelId, plan);
+    this.unplaced.delete(plan.modelId);
+    this.logger.log(`plan ${plan.modelId} v${plan.version}: ${plan.stages.map((s) => `${s.nodeId}[${s.layerStart},${s.layerEnd})`).join(' → ')}`);
+  }
+
+  private async follow(): Promise<void> {
+    const reader = this.connections.open('gateway-events');
+    const log = new EventLog(reader, this.options.prefix);
+    let after = await log.lastId().catch(() => '0-0');
+    while (!this.stopped) {
+      try {
+        const { events, lastId } = await log.read(after, { blockMs: 1000 });
+        after = lastId;
+        for (const event of events) {
+          if (event.type === 'plan.published') this.adopt((event.data as { plan: Plan }).plan);
+          if (event.type === 'plan.withdrawn') {
+            const { modelId, reason } = event.data as { modelId: string; reason: string };
+            this.plans.delete(modelId);
+            this.unplaced.set(modelId, `no plan for ${modelId}: ${reason}`);
+          }
+          if (event.type.startsWith('node.')) await this.refresh();
+        }
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+    await this.connections.close(reader);
+  }
+}
