@@ -9,9 +9,9 @@ import {
   type Placement, type Plan, type PlanApplyRequest, type PlanListResponse, type PlanPreviewRequest, type PlanRequirement, type PingResponse,
 } from '@baton/contracts';
 import { CONTROL_PLANE_OPTIONS, EventLog, RedisConnections, RpcClient, RpcServer, type ControlPlaneOptions } from '@baton/control-plane';
-import { planPlacement } from '@baton/placement';
+import { clusterFromRecords, planPlacement, prepare, type PlacementInput } from '@baton/placement';
 import { ManifestReader } from './manifests.js';
-import { needsReplan, placementLinks, placementNodes, sameLayout, versionPlan } from './planning.js';
+import { keepCurrent, needsReplan, sameLayout, versionPlan } from './planning.js';
 
 export const REPLAN_DEBOUNCE_MS = 300;
 
@@ -86,10 +86,16 @@ export class PlannerService implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   async preview(request: PlanPreviewRequest): Promise<Placement> {
+    return (await this.placeOnCluster(request)).placement;
+  }
+
+  private async placeOnCluster(request: PlanPreviewRequest): Promise<{ input: PlacementInput; placement: Placement }> {
     const manifest = await this.manifests.read(request.modelPath);
     const { nodes, links } = await this.rpc.send('discovery.nodes.list', { includeMismatched: false });
+    const cluster = clusterFromRecords(nodes, links);
+    const input: PlacementInput = { manifest, nodes: cluster.nodes, links: cluster.links, requirement: request.requirement };
     try {
-      return planPlacement({ manifest, nodes: placementNodes(nodes), links: placementLinks(links), requirement: request.requirement });
+      return { input, placement: planPlacement(input) };
     } catch (error) {
       throw toBatonError(error);
     }
@@ -107,9 +113,9 @@ export class PlannerService implements OnApplicationBootstrap, OnModuleDestroy {
 
   /** Plans one model on the live cluster; publishes a new version when the layout changed (or `force`). */
   private async placeAndPublish(applied: Applied, force: boolean): Promise<Plan> {
-    const placement = await this.preview(applied);
+    const { input, placement } = await this.placeOnCluster(applied);
     const previous = this.plans.get(applied.modelId);
-    if (previous && !force && sameLayout(previous, placement) && previous.modelPath === applied.modelPath) return previous;
+    if (previous && !force && previous.modelPath === applied.modelPath && (sameLayout(previous, placement) || keepCurrent(prepare(input), previous, placement))) return previous;
     const plan = versionPlan(placement, applied.modelId, applied.modelPath, previous, Date.now());
     this.plans.set(applied.modelId, plan);
     this.unplaced.delete(applied.modelId);

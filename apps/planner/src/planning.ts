@@ -1,15 +1,26 @@
 // The planner's decisions as pure functions: which registry facts feed placement, when a
 // topology event calls for a replan, and when a new placement is a new plan version.
 import { randomUUID } from 'node:crypto';
-import type { ClusterEvent, LinkMeasurement, NodeRecord, Placement, PlacementLink, PlacementNode, Plan, PlanId } from '@baton/contracts';
+import type { ClusterEvent, Placement, Plan, PlanId } from '@baton/contracts';
+import { evaluateLayout, type Prepared } from '@baton/placement';
 
-/** Nodes that can take part: same Baton version and protocol. */
-export function placementNodes(nodes: readonly NodeRecord[]): PlacementNode[] {
-  return nodes.filter((n) => !n.versionMismatch).map((n) => ({ id: n.id, memoryBytes: n.memory.budgetBytes, computeBytesPerSec: n.computeBytesPerSec }));
-}
+/** A new layout must beat the current one by this much to be published (measurement noise in compute rates and links must not reshuffle layers). */
+export const REPLAN_MIN_GAIN = 0.1;
 
-export function placementLinks(links: readonly LinkMeasurement[]): PlacementLink[] {
-  return links.map((l) => ({ from: l.from, to: l.to, rttMs: l.rttP50Ms, bandwidthBytesPerSec: l.bandwidthBytesPerSec }));
+/**
+ * Whether the current plan should stay: all its nodes are still usable, it still fits, and the
+ * candidate is not better by REPLAN_MIN_GAIN on the objective (both judged on today's inputs).
+ */
+export function keepCurrent(prep: Prepared, current: Plan, candidate: Placement): boolean {
+  const order = current.stages.map((s) => prep.nodes.findIndex((n) => n.id === s.nodeId));
+  if (order.some((i) => i < 0)) return false;
+  if (current.stages.at(-1)!.layerEnd !== prep.cost.layers) return false;
+  const bounds = [...current.stages.map((s) => s.layerStart), current.stages.at(-1)!.layerEnd];
+  const now = evaluateLayout(prep, { order, bounds });
+  if (!now.fits) return false;
+  return prep.requirement.objective === 'latency'
+    ? candidate.predicted.msPerToken > now.predicted.msPerToken * (1 - REPLAN_MIN_GAIN)
+    : candidate.predicted.tokensPerSecond < now.predicted.tokensPerSecond * (1 + REPLAN_MIN_GAIN);
 }
 
 /** Node fields whose change can change a placement (a status line or a pid cannot). */

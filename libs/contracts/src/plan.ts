@@ -22,6 +22,8 @@ export interface PlanRequirement {
   objective: Objective;
   /** Only these nodes may be used, when given. */
   pinnedNodes?: NodeId[];
+  /** Use exactly this many stages (nodes), when given: e.g. to spread a model over every local shard. */
+  stages?: number;
 }
 
 /** A machine as the planner sees it. */

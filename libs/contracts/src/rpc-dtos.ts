@@ -20,6 +20,7 @@ export class PlanRequirementDto implements PlanRequirement {
   @IsIn(KV_DTYPES) kvDType!: PlanRequirement['kvDType'];
   @IsIn(OBJECTIVES) objective!: PlanRequirement['objective'];
   @IsOptional() @IsArray() @ArrayMaxSize(1024) @Matches(ID_PATTERN, { each: true }) pinnedNodes?: PlanRequirement['pinnedNodes'];
+  @IsOptional() @IsInt() @Min(1) @Max(1024) stages?: number;
 }
 
 export class PlanPreviewRequestDto implements PlanPreviewRequest {

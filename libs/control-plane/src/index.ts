@@ -5,3 +5,4 @@ export * from './event-log.js';
 export * from './leases.js';
 export * from './module.js';
 export * from './redis-server.js';
+export * from './home.js';

@@ -173,27 +173,25 @@ function quantizeQ4_K(src: Float32Array, dst: Uint8Array): void {
     }
     const d = putF16(dst, o, maxScale / 63);
     const dmin = putF16(dst, o + 2, maxMin / 63);
-    const sc = dst.subarray(o + 4, o + 16);
-    sc.fill(0);
+    const sc = o + 4;
+    dst.fill(0, sc, sc + 12);
     for (let s = 0; s < 8; s++) {
       // Never round a non-zero scale down to 0: that would flatten the whole sub-block.
       const ls = d > 0 ? Math.min(63, Math.max(subScale[s]! > 0 ? 1 : 0, Math.round(subScale[s]! / d))) : 0;
       const lm = dmin > 0 ? Math.min(63, Math.round(subMin[s]! / dmin)) : 0;
       if (s < 4) {
-        sc[s] = ls;
-        sc[s + 4] = lm;
+        dst[sc + s] = ls;
+        dst[sc + s + 4] = lm;
       } else {
-        sc[s + 4] = (ls & 0xf) | ((lm & 0xf) << 4);
-        sc[s - 4]! |= (ls >>> 4) << 6;
-        sc[s]! |= (lm >>> 4) << 6;
+        dst[sc + s + 4] = (ls & 0xf) | ((lm & 0xf) << 4);
+        dst[sc + s - 4]! |= (ls >>> 4) << 6;
+        dst[sc + s]! |= (lm >>> 4) << 6;
       }
       const scale = d * ls;
       const min = dmin * lm;
       const inv = scale > 0 ? 1 / scale : 0;
-      for (let j = 0; j < 32; j++) {
-        const q = Math.round((src[x + 32 * s + j]! + min) * inv);
-        levels[32 * s + j] = q < 0 ? 0 : q > 15 ? 15 : q;
-      }
+      // (v + min) * inv >= -0.5 up to rounding, so +0.5 and truncation rounds to nearest.
+      for (let j = 0; j < 32; j++) levels[32 * s + j] = Math.min(15, Math.max(0, ((src[x + 32 * s + j]! + min) * inv + 0.5) | 0));
     }
     for (let j = 0; j < 256; j += 64) {
       for (let l = 0; l < 32; l++) dst[o + 16 + j / 2 + l] = levels[j + l]! | (levels[j + l + 32]! << 4);
@@ -231,10 +229,8 @@ function quantizeQ6_K(src: Float32Array, dst: Uint8Array): void {
       dst[o + 192 + s] = q & 0xff;
       const eff = d * q;
       const inv = eff ? 1 / eff : 0;
-      for (let j = 0; j < 16; j++) {
-        const l = roundAway(src[x + 16 * s + j]! * inv);
-        levels[16 * s + j] = (l < -32 ? -32 : l > 31 ? 31 : l) + 32;
-      }
+      // Level = round(v / eff) + 32 in 0..63; v / eff + 32.5 > 0 up to clamping, so truncation floors.
+      for (let j = 0; j < 16; j++) levels[16 * s + j] = Math.min(63, Math.max(0, (src[x + 16 * s + j]! * inv + 32.5) | 0));
     }
     for (let j = 0; j < 256; j += 128) {
       const ql = o + j / 2;

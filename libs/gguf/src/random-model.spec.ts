@@ -62,7 +62,7 @@ describe('writeRandomModel', () => {
     expect(t['blk.3.ffn_down.weight']).toBe('Q6_K');
   });
 
-  it('writes values with the planned distribution (norms near 1, projections ~1/sqrt(fan-in))', async () => {
+  it('writes values with the planned distribution (norms near 1, projections ~1/sqrt(fan-in), Q/K twice that)', async () => {
     const result = await writeRandomModel(small('f32.gguf', { type: 'f32' }));
     const file = await readGguf(result.path);
     const values = async (name: string) => {
@@ -72,10 +72,14 @@ describe('writeRandomModel', () => {
     const norm = await values('blk.0.attn_norm.weight');
     expect(Math.min(...norm)).toBeGreaterThan(0.8);
     expect(Math.max(...norm)).toBeLessThan(1.2);
-    const q = await values('blk.0.attn_q.weight');
-    const rms = Math.sqrt(q.reduce((a, v) => a + v * v, 0) / q.length);
-    expect(rms).toBeGreaterThan(0.9 / 8);
-    expect(rms).toBeLessThan(1.1 / 8);
+    const rms = (x: Float32Array) => Math.sqrt(x.reduce((a, v) => a + v * v, 0) / x.length);
+    // dim 64: unit gain is 1/8; Q and K get gain 2.
+    const v = rms(await values('blk.0.attn_v.weight'));
+    expect(v).toBeGreaterThan(0.9 / 8);
+    expect(v).toBeLessThan(1.1 / 8);
+    const q = rms(await values('blk.0.attn_q.weight'));
+    expect(q).toBeGreaterThan(1.8 / 8);
+    expect(q).toBeLessThan(2.2 / 8);
   });
 
   it('refuses shapes the type cannot store and bad options, naming them', async () => {

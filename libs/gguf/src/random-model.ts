@@ -79,6 +79,8 @@ const FILE_TYPES: Record<RandomModelType, { main: GgmlType; fileType: number }> 
   q4_k: { main: GgmlType.Q4_K, fileType: LLAMA_FILE_TYPE.MOSTLY_Q4_K_M },
 };
 
+const QK_GAIN = 2;
+
 /** llama.cpp's Q4_K_M rule for which layers' attn_v / ffn_down get 6 bits. */
 function useMoreBits(layer: number, layers: number): boolean {
   const eighth = Math.floor(layers / 8);
@@ -132,15 +134,18 @@ export function planRandomModel(options: RandomModelOptions): { tensors: TensorP
   const qDim = heads * headDim;
   const kvDim = kvHeads * headDim;
   const tensors: TensorPlan[] = [];
-  const matrix = (name: string, cols: number, rows: number, t: GgmlType) => tensors.push({ name, dims: [cols, rows], type: t, std: 1 / Math.sqrt(cols), center: 0 });
+  const matrix = (name: string, cols: number, rows: number, t: GgmlType, gain = 1) => tensors.push({ name, dims: [cols, rows], type: t, std: gain / Math.sqrt(cols), center: 0 });
   const norm = (name: string, n: number) => tensors.push({ name, dims: [n], type: GgmlType.F32, std: 0.1, center: 1 });
   const bias = (name: string, n: number) => tensors.push({ name, dims: [n], type: GgmlType.F32, std: 0.1, center: 0 });
   tensors.push({ name: 'token_embd.weight', dims: [dim, vocabSize], type: main, std: 3 / Math.sqrt(dim), center: 0 });
   for (let i = 0; i < layers; i++) {
     const more = isK && useMoreBits(i, layers);
     norm(`blk.${i}.attn_norm.weight`, dim);
-    matrix(`blk.${i}.attn_q.weight`, dim, qDim, main);
-    matrix(`blk.${i}.attn_k.weight`, dim, kvDim, main);
+    // Q and K at twice the unit gain: attention scores of std ~4 rather than ~1, so attention picks
+    // out positions instead of averaging the context (at 16 layers a flat attention made greedy
+    // output settle into repeating one token; with this gain 48 greedy steps give ~40 distinct).
+    matrix(`blk.${i}.attn_q.weight`, dim, qDim, main, QK_GAIN);
+    matrix(`blk.${i}.attn_k.weight`, dim, kvDim, main, QK_GAIN);
     matrix(`blk.${i}.attn_v.weight`, dim, kvDim, more ? GgmlType.Q6_K : main);
     if (arch === 'qwen2') {
       bias(`blk.${i}.attn_q.bias`, qDim);

@@ -13,7 +13,10 @@ function planWith(kvDType: 'f16' | 'q8_0' | 'f32', stages: Array<[string, number
   return {
     modelId: 'demo',
     requirement: { contextTokens: 4096, sequences: 4, kvDType, objective: 'latency' },
-    stages: stages.map(([node, layerStart, layerEnd, kvBytes]) => ({ nodeId: nodeId(node), layerStart, layerEnd, kvBytes, weightsBytes: 0, headroomBytes: 0, predictedMs: 0 })),
+    stages: stages.map(([node, layerStart, layerEnd, kvBytes]) => ({
+      nodeId: nodeId(node), layerStart, layerEnd, kvBytes, weightsBytes: 0, headroomBytes: 0, memoryBytes: kvBytes, memoryBudgetBytes: kvBytes,
+      computeBytesPerSec: 1e9, computeMeasured: false, predictedMs: 0,
+    })),
   };
 }
 

@@ -113,6 +113,8 @@ export type KvDumpResult =
     dropped: SequenceId[];
     /** Buffered events applied after the dump. */
     replayed: number;
+    /** Running sequences whose KV (or reused prefix) the shard turned out not to hold. */
+    broken: SequenceId[];
     commands: KvShardCommand[];
     /** Set when a replayed event showed another gap. */
     needDump?: KvDumpCommand;
@@ -175,6 +177,8 @@ export class KvCacheCore {
   private readonly index = new PrefixIndex();
   private readonly shards: KvShardMirror[];
   private nextSequenceId = 1;
+  /** Running sequences broken while applying the current event (reported in its result). */
+  private newlyBroken: SequenceId[] = [];
 
   constructor(config: KvCacheConfig) {
     if (config.stages.length === 0) throw invalid(`KV cache for ${config.modelId} needs at least one stage`);
@@ -350,10 +354,8 @@ export class KvCacheCore {
       return { sequenceId: record.sequenceId, outcome: 'freed', cachedTokens: 0, commands: this.drop(record) };
     }
     const hashes = extendBlockHashes(record.tokens, record.hashes, tokens);
-    this.index.remove(record.sequenceId, record.hashes);
+    this.reindex(record, hashes);
     record.tokens = [...tokens];
-    record.hashes = hashes;
-    this.index.add(record.sequenceId, hashes);
     record.state = 'idle';
     record.requestId = null;
     record.lastUsedMs = nowMs;
@@ -386,6 +388,7 @@ export class KvCacheCore {
       return { status: 'buffered' };
     }
     const commands: KvShardCommand[] = [];
+    this.newlyBroken = [];
     if (shard.epoch !== event.epoch) {
       if (event.seq !== 1) {
         const reason = shard.epoch === null
@@ -401,9 +404,9 @@ export class KvCacheCore {
     }
     shard.lastSeq = event.seq;
     shard.status = 'in-sync';
-    const brokenBefore = this.brokenRunning();
     commands.push(...this.applyToMirror(shard, event));
-    const broken = [...this.brokenRunning()].filter((id) => !brokenBefore.has(id));
+    const broken = this.newlyBroken;
+    this.newlyBroken = [];
     return { status: 'applied', commands, broken };
   }
 
@@ -419,18 +422,23 @@ export class KvCacheCore {
     shard.lastSeq = dump.seq;
     shard.status = 'in-sync';
     shard.reportedCapacityBlocks = dump.capacityBlocks;
+    const previous = shard.sequences;
     shard.sequences = new Map(dump.sequences.filter((entry) => entry.blocks > 0).map((entry) => [entry.sequenceId, { tokens: entry.tokens, blocks: entry.blocks }]));
     for (const id of [...shard.pendingFree]) if (!shard.sequences.has(id)) shard.pendingFree.delete(id);
 
     const commands: KvShardCommand[] = [];
     const dropped: SequenceId[] = [];
     const adopted: SequenceId[] = [];
+    this.newlyBroken = [];
     for (const record of [...this.ledger.values()]) {
       if (shard.pendingFree.has(record.sequenceId)) continue;
       const entry = shard.sequences.get(record.sequenceId);
       // Commands reach a shard in the order sent, so a dump reflects every truncate and copy before it.
       commands.push(...this.confirmPrefix(record, s, entry?.tokens ?? 0, 'dump'));
-      if (!this.ledger.has(record.sequenceId)) continue;
+      if (!this.ledger.has(record.sequenceId)) {
+        dropped.push(record.sequenceId);
+        continue;
+      }
       if (entry) {
         if (record.state === 'idle') {
           record.blocks[s] = entry.blocks;
@@ -438,7 +446,8 @@ export class KvCacheCore {
         }
       } else {
         if (record.state === 'idle' && !record.orphan) dropped.push(record.sequenceId);
-        commands.push(...this.lostOnShard(s, record, false));
+        // A running sequence the shard had reported storing, and no longer holds, lost its KV.
+        commands.push(...this.lostOnShard(s, record, previous.has(record.sequenceId)));
       }
     }
     for (const [id, entry] of shard.sequences) {
@@ -447,15 +456,21 @@ export class KvCacheCore {
         adopted.push(id);
       }
     }
+    const broken = this.newlyBroken;
+    this.newlyBroken = [];
     let replayed = 0;
     let needDump: KvDumpCommand | undefined;
     for (const event of buffered) {
       const result = this.applyShardEvent(event);
       replayed++;
-      if (result.status === 'applied') commands.push(...result.commands);
+      if (result.status === 'applied') {
+        commands.push(...result.commands);
+        broken.push(...result.broken);
+      }
       if (result.status === 'need-dump') needDump = result.command;
     }
-    return needDump ? { status: 'applied', adopted, dropped, replayed, commands, needDump } : { status: 'applied', adopted, dropped, replayed, commands };
+    const applied = { status: 'applied' as const, adopted, dropped, replayed, broken, commands };
+    return needDump ? { ...applied, needDump } : applied;
   }
 
   /** Dump requests for every shard (after the service restarts, or to audit). */
@@ -592,6 +607,7 @@ export class KvCacheCore {
     const extra = this.stages.map((_, s) => needBlocks - (inPlace ? inPlace.blocks[s]! : 0));
     const deficit = this.stages.map((_, s) => extra[s]! - (this.capacityBlocks(s) - this.usedBlocks(s)));
     const evictions: KvSequenceRecord[] = [];
+    if (deficit.every((d) => d <= 0)) return { ok: true, evictions };
     for (const candidate of this.evictionOrder()) {
       if (deficit.every((d) => d <= 0)) break;
       if (candidate.sequenceId === pinned) continue;
@@ -640,7 +656,6 @@ export class KvCacheCore {
     const cachedTokens = reuse?.tokens ?? 0;
     if (reuse && reuse.record.state === 'idle') {
       record = reuse.record;
-      this.index.remove(record.sequenceId, record.hashes);
       for (const queue of record.pendingPrefixes) queue.push({ kind: 'truncate', tokens: cachedTokens });
       reuseInfo = { mode: 'in-place', sequenceId: record.sequenceId, tokens: cachedTokens };
       for (const stage of this.stages) commands.push({ ...this.ref(stage.stage), kind: 'truncate', sequenceId: record.sequenceId, tokens: cachedTokens });
@@ -670,10 +685,9 @@ export class KvCacheCore {
     record.state = 'running';
     record.requestId = requestId;
     record.tokens = [...tokens];
-    record.hashes = hashes;
+    this.reindex(record, hashes);
     record.blocks = this.stages.map(() => needBlocks);
     record.lastUsedMs = nowMs;
-    this.index.add(record.sequenceId, hashes);
     return {
       verdict: 'admitted',
       sequenceId: record.sequenceId,
@@ -698,6 +712,18 @@ export class KvCacheCore {
 
   // -------------------------------------------------------------------------------------------
   // Internals: ledger changes
+
+  /** Replaces a sequence's block hashes in the index, touching only the blocks that change. */
+  private reindex(record: KvSequenceRecord, hashes: BlockHash[]): void {
+    let same = 0;
+    const limit = Math.min(record.hashes.length, hashes.length);
+    while (same < limit && record.hashes[same] === hashes[same]) same++;
+    if (!record.broken) {
+      this.index.remove(record.sequenceId, record.hashes, same);
+      this.index.add(record.sequenceId, hashes, same);
+    }
+    record.hashes = hashes;
+  }
 
   /** Removes a sequence from the ledger and the index, and frees it on every shard. */
   private drop(record: KvSequenceRecord): KvFreeCommand[] {
@@ -762,15 +788,10 @@ export class KvCacheCore {
     return commands;
   }
 
-  private brokenRunning(): Set<SequenceId> {
-    const out = new Set<SequenceId>();
-    for (const record of this.ledger.values()) if (record.state === 'running' && record.broken) out.add(record.sequenceId);
-    return out;
-  }
-
   private markBroken(record: KvSequenceRecord): void {
     if (record.broken) return;
     record.broken = true;
+    this.newlyBroken.push(record.sequenceId);
     this.index.remove(record.sequenceId, record.hashes);
   }
 

@@ -165,6 +165,51 @@ describe('shard restarts', () => {
   });
 });
 
+describe('reuse the shard cannot honour', () => {
+  it('breaks the sequence, reported in the event result, and frees it on release', () => {
+    const { core, cluster } = setup([100, 100]);
+    const id = cachedTurn(cluster, 64, 1);
+    // Shard 1 drops the sequence; its event has not arrived when the follow-up is admitted.
+    cluster.shards[1]!.apply({ ...cluster.shards[1]!.ref, kind: 'free', sequenceId: id });
+    const lostEvent = cluster.shards[1]!.outbox.pop()!;
+    const followUp = core.admit({ requestId: requestId('f'), tokens: [...tokens(64, 1), 5, 6], maxTokens: 8 }, 3);
+    expect(followUp.verdict === 'admitted' && followUp.reuse).toEqual({ mode: 'in-place', sequenceId: id, tokens: 64 });
+    cluster.send(followUp.verdict === 'admitted' ? followUp.commands : []);
+    cluster.deliverFrom(0);
+    const truncated = cluster.shards[1]!.outbox.shift()!;
+    expect(truncated).toMatchObject({ kind: 'truncated', tokens: 0 });
+    // The shard's 'freed' arrives now: the running sequence lost its KV there.
+    expect(core.applyShardEvent({ ...lostEvent, seq: truncated.seq - 1 })).toMatchObject({ status: 'applied', broken: [id] });
+    expect(core.applyShardEvent(truncated)).toMatchObject({ status: 'applied', broken: [] });
+    expect(core.sequence(id)).toMatchObject({ state: 'running', broken: true });
+    expect(core.lookup([...tokens(64, 1), 9]).cachedTokens).toBe(0);
+    expect(core.release({ sequenceId: id, tokens: [...tokens(64, 1), 5, 6] }, 4).outcome).toBe('freed');
+  });
+
+  it('reports the sequence broken when the confirmation holds less than the prefix', () => {
+    const { core, cluster } = setup([100]);
+    const id = cachedTurn(cluster, 64, 2);
+    cluster.shards[0]!.pool.delete(id); // lost without an event (a shard bug)
+    const followUp = core.admit({ requestId: requestId('g'), tokens: [...tokens(64, 2), 5], maxTokens: 8 }, 3);
+    cluster.send(followUp.verdict === 'admitted' ? followUp.commands : []);
+    const result = core.applyShardEvent(cluster.shards[0]!.outbox.shift()!);
+    expect(result).toMatchObject({ status: 'applied', broken: [id] });
+  });
+});
+
+describe('first contact', () => {
+  it('event #1 from a shard never heard from leaves the ledger alone', () => {
+    const { core } = setup([100]);
+    const snapshotCore = KvCacheCore.restore(configOf([100]), {
+      version: 1, modelId: core.modelId, planId: core.planId, nextSequenceId: 5,
+      sequences: [{ sequenceId: 3 as SequenceId, state: 'idle', requestId: null, tokens: tokens(32, 1), blocks: [2], lastUsedMs: 1, orphan: false, broken: false }],
+    });
+    expect(snapshotCore.applyShardEvent(event(0, 1, { kind: 'stored', sequenceId: 3 as SequenceId, tokens: 32, blocks: 2 })).status).toBe('applied');
+    expect(snapshotCore.sequence(3 as SequenceId)).toMatchObject({ state: 'idle', tokens: 32 });
+    assertKvInvariants(snapshotCore, { quiescent: true });
+  });
+});
+
 describe('manager restarts', () => {
   function busyCluster(): { core: KvCacheCore; cluster: SimCluster; ids: SequenceId[] } {
     const { core, cluster } = setup([60, 80]);

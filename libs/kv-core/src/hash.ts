@@ -101,11 +101,15 @@ export function murmurHash3x86_128(bytes: Uint8Array, seed = 0): [number, number
   return state.finish(bytes.length);
 }
 
+const HEX_BYTE = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
+
+function wordToHex(word: number): string {
+  return HEX_BYTE[word >>> 24]! + HEX_BYTE[(word >>> 16) & 0xff]! + HEX_BYTE[(word >>> 8) & 0xff]! + HEX_BYTE[word & 0xff]!;
+}
+
 /** Writes four hash words as 32 hex digits. */
 export function hashWordsToHex(words: readonly number[]): BlockHash {
-  let out = '';
-  for (let i = 0; i < 4; i++) out += (words[i]! >>> 0).toString(16).padStart(8, '0');
-  return out;
+  return wordToHex(words[0]!) + wordToHex(words[1]!) + wordToHex(words[2]!) + wordToHex(words[3]!);
 }
 
 function hexToWords(hash: BlockHash): [number, number, number, number] {

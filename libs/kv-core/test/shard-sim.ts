@@ -146,10 +146,7 @@ export class SimCluster {
   deliverFrom(stage: number, limit = Infinity): void {
     const outbox = this.shards[stage]!.outbox;
     for (let n = 0; n < limit && outbox.length > 0; n++) {
-      const next = outbox.shift()!;
-      const before = this.core.usedBlocks(1 % this.core.stages.length);
-      const result = this.core.applyShardEvent(next);
-      if (process.env.KV_TRACE_EVENTS) console.log('EV', JSON.stringify(next), result.status, before, '->', this.core.usedBlocks(1 % this.core.stages.length), JSON.stringify(this.core.sequences().map((q) => [q.sequenceId, q.state[0], q.blocks[1], q.orphan ? 'o' : ''])));
+      const result = this.core.applyShardEvent(outbox.shift()!);
       if (result.status === 'ignored') throw new Error(`event ignored: ${result.reason}`);
       if (result.status === 'applied') this.send(result.commands);
       if (result.status === 'need-dump') this.answerDump(result.command.stage);

@@ -345,3 +345,20 @@ describe('planPlacement beyond 8 nodes (heuristic)', () => {
     expect(plan.assumptions.join(' ')).toMatch(/no 8 hold the model/);
   });
 });
+
+describe('a required stage count', () => {
+  it('spreads the model over exactly that many nodes, or says which counts are possible', async () => {
+    const { planPlacement: place } = await import('./plan-placement.js');
+    const manifest = {
+      name: 'm', arch: 'llama', fileType: 'Q8_0', layers: 6, embeddingLength: 256, feedForwardLength: 512, headCount: 8, headCountKv: 4, headDim: 32,
+      contextLength: 2048, vocabSize: 1000, fileBytes: 7e6, layerBytes: Array(6).fill(1e6), embedBytes: 2.7e5, headBytes: 2.7e5, tiedEmbeddings: false,
+      kvBytesPerToken: { f32: 6 * 2 * 128 * 4, f16: 6 * 2 * 128 * 2, q8_0: 6 * 2 * 136 }, activationBytesPerToken: 1024,
+    };
+    const nodes = ['a', 'b', 'c'].map((id) => ({ id: id as never, memoryBytes: 8e9, computeBytesPerSec: 10e9 }));
+    const requirement = { contextTokens: 512, sequences: 1, kvDType: 'f16' as const, objective: 'latency' as const };
+    expect(place({ manifest, nodes, requirement }).stages).toHaveLength(1);
+    const three = place({ manifest, nodes, requirement: { ...requirement, stages: 3 } });
+    expect(three.stages.map((s) => [s.layerStart, s.layerEnd])).toEqual([[0, 2], [2, 4], [4, 6]]);
+    expect(() => place({ manifest, nodes, requirement: { ...requirement, stages: 4 } })).toThrow(/exactly 4 stages/);
+  });
+});

@@ -15,7 +15,7 @@
 // fewest largest nodes that can, in a nearest-neighbour ring order, with the exact split for it.
 import { formatBytes, type NodeId, type Placement, type PlanAlternative, type PlanRequirement } from '@baton/contracts';
 import { DEFAULT_COMPUTE_BYTES_PER_SEC, DEFAULT_LINK_BANDWIDTH_BYTES_PER_SEC, DEFAULT_LINK_RTT_MS, hopMs, stageMemory } from './costs.js';
-import { InfeasibleError, type InfeasibleNode } from './errors.js';
+import { InfeasibleError, PlacementInputError, type InfeasibleNode } from './errors.js';
 import { evaluateExo } from './exo.js';
 import { prepare, type PlacementInput, type Prepared } from './input.js';
 import { evaluateLayout, type Evaluated } from './layout.js';
@@ -288,7 +288,13 @@ export function planPlacement(input: PlacementInput): Placement {
   const prep = prepare(input);
   const { bySet, heuristic } = searchCandidates(prep);
   if (bySet.size === 0) throw infeasibleError(prep);
-  let chosen = [...bySet.values()].sort((a, b) => comparePlans(prep.requirement.objective, a, b))[0]!;
+  const wanted = prep.requirement.stages;
+  const candidates = [...bySet.values()].filter((e) => wanted === undefined || e.stages.length === wanted);
+  if (candidates.length === 0) {
+    const sizes = [...new Set([...bySet.values()].map((e) => e.stages.length))].sort((a, b) => a - b);
+    throw new PlacementInputError([`no placement uses exactly ${wanted} stages (${prep.nodes.length} usable nodes; feasible stage counts: ${sizes.join(', ')})`]);
+  }
+  let chosen = candidates.sort((a, b) => comparePlans(prep.requirement.objective, a, b))[0]!;
   if (prep.requirement.objective === 'latency' && chosen.stages.length > 1 && chosen.stages.length <= EXACT_SEARCH_MAX_NODES) {
     // Equal ring times can hide very unequal splits (two identical nodes: 8+72 layers is as fast
     // as 40+40 for one sequence); prefer the one with the smallest bottleneck.

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ChatTemplate, ChatTemplateError } from './chat-template.js';
+import { Tokenizer } from './tokenizer.js';
 
 const CHATML =
   "{%- for message in messages -%}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' -}}{%- endfor -%}" +
@@ -30,6 +31,19 @@ describe('ChatTemplate', () => {
     expect(t.render([{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }, { role: 'user', content: 'c' }])).toBe(
       '<s>[INST] a [/INST] b</s>[INST] c [/INST]',
     );
+  });
+
+  it("takes bos/eos from the tokenizer's resolved ids when given one", () => {
+    const meta = {
+      'tokenizer.chat_template': LLAMA2,
+      'tokenizer.ggml.model': 'llama',
+      'tokenizer.ggml.tokens': ['<unk>', '<s>', '</s>', '\u2581a'],
+      'tokenizer.ggml.token_type': [2, 3, 3, 1],
+    };
+    // no bos/eos keys: llama.cpp's SentencePiece defaults are 1 and 2
+    const t = ChatTemplate.fromGguf(meta, Tokenizer.fromGguf(meta));
+    expect(t.bosToken).toBe('<s>');
+    expect(t.eosToken).toBe('</s>');
   });
 
   it("reports the template's own error (raise_exception)", () => {

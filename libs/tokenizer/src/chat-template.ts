@@ -1,6 +1,7 @@
 // The model's chat template (GGUF `tokenizer.chat_template`, a Jinja template) rendered with
 // @huggingface/jinja, the renderer transformers.js uses.
 import { Template } from '@huggingface/jinja';
+import type { Tokenizer } from './tokenizer.js';
 import { TokenizerError, plainMetadata, type GgufMetadata } from './vocab.js';
 
 export interface ChatMessage {
@@ -46,15 +47,21 @@ export class ChatTemplate {
 
   /**
    * The chat template of a GGUF. Throws ChatTemplateError when the file has none
-   * (tokenizer.chat_template is missing), naming what to do instead.
+   * (tokenizer.chat_template is missing), naming what to do instead. Pass the model's Tokenizer
+   * to take bos_token/eos_token from the ids it resolved (llama.cpp's defaults included).
    */
-  static fromGguf(metadata: GgufMetadata): ChatTemplate {
+  static fromGguf(metadata: GgufMetadata, tokenizer?: Tokenizer): ChatTemplate {
     const meta = plainMetadata(metadata);
     const src = meta['tokenizer.chat_template'];
     if (typeof src !== 'string' || src.trim() === '') {
       throw new ChatTemplateError(
         'the model has no chat template (GGUF key tokenizer.chat_template is missing); use /v1/completions with a raw prompt, or a model file that includes a template',
       );
+    }
+    if (tokenizer) {
+      // the ids llama.cpp resolves (with its per-model defaults)
+      const text = (id: number | null) => (id === null ? '' : tokenizer.tokenText(id));
+      return new ChatTemplate(src, text(tokenizer.bos), text(tokenizer.eos));
     }
     const tokens = meta['tokenizer.ggml.tokens'];
     const text = (key: string): string => {

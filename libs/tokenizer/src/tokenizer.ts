@@ -1,6 +1,6 @@
 // Text <-> token ids, as llama.cpp's llama_tokenize / llama_detokenize do it.
 import { preTokenize } from './pretokenize.js';
-import { byteDecode, byteEncode, codePoints, utf8, wellFormed } from './unicode.js';
+import { byteDecode, byteEncode, utf8, wellFormed } from './unicode.js';
 import { TokenAttr, TokenizerError, loadVocab, mergeKey, type GgufMetadata, type Vocab } from './vocab.js';
 
 export interface EncodeOptions {
@@ -29,6 +29,7 @@ const WORD_CACHE_SIZE = 50_000;
 export class Tokenizer {
   readonly vocab: Vocab;
   private readonly wordCache = new Map<string, number[]>();
+  private maxLen = -1;
 
   constructor(vocab: Vocab) {
     this.vocab = vocab;
@@ -232,56 +233,73 @@ export class Tokenizer {
   /** llama.cpp's llm_tokenizer_spm_session::tokenize (score-ordered merges, byte fallback). */
   private spm(text: string, out: number[]): void {
     const v = this.vocab;
-    const sym = codePoints(text).map((c) => String.fromCodePoint(c));
-    const n = sym.length;
+    // symbols are [start, start + len) ranges of `text` (UTF-16 units) in a linked list
+    const starts: number[] = [];
+    for (let i = 0; i < text.length; i++) {
+      starts.push(i);
+      const c = text.charCodeAt(i);
+      if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) i++;
+    }
+    const n = starts.length;
     if (n === 0) return;
+    const start = Int32Array.from(starts);
+    const len = new Int32Array(n);
     const prev = new Int32Array(n);
     const next = new Int32Array(n);
     for (let i = 0; i < n; i++) {
+      len[i] = (i + 1 < n ? start[i + 1]! : text.length) - start[i]!;
       prev[i] = i - 1;
       next[i] = i === n - 1 ? -1 : i + 1;
     }
-    const revMerge = new Map<string, [number, number]>();
-    const heap = new Heap<{ left: number; right: number; score: number; size: number }>((a, b) =>
-      a.score !== b.score ? a.score > b.score : a.left < b.left,
-    );
+    const maxLen = this.maxTokenLength;
+    const revMerge = new Map<string, number>(); // text -> left * n + right
+    const heap = new BigramHeap();
     const tryAdd = (left: number, right: number) => {
       if (left === -1 || right === -1) return;
-      const t = sym[left]! + sym[right]!;
+      const size = len[left]! + len[right]!;
+      if (size > maxLen) return; // longer than every token: not in the vocabulary
+      const t = text.slice(start[left]!, start[left]! + size);
       const id = v.tokenToId.get(t);
       if (id === undefined) return;
-      heap.push({ left, right, score: v.scores[id]!, size: t.length });
-      revMerge.set(t, [left, right]);
+      heap.push(v.scores[id]!, left, right, size);
+      revMerge.set(t, left * n + right);
     };
     for (let i = 1; i < n; i++) tryAdd(i - 1, i);
     while (heap.size > 0) {
-      const bg = heap.pop();
-      const l = sym[bg.left]!;
-      const r = sym[bg.right]!;
-      if (l.length === 0 || r.length === 0 || l.length + r.length !== bg.size) continue;
-      sym[bg.left] = l + r;
-      sym[bg.right] = '';
-      next[bg.left] = next[bg.right]!;
-      if (next[bg.right]! >= 0) prev[next[bg.right]!] = bg.left;
-      tryAdd(prev[bg.left]!, bg.left);
-      tryAdd(bg.left, next[bg.left]!);
+      heap.pop();
+      const { left, right, size } = heap.top;
+      const l = len[left]!;
+      const r = len[right]!;
+      if (l === 0 || r === 0 || l + r !== size) continue;
+      len[left] = l + r;
+      len[right] = 0;
+      next[left] = next[right]!;
+      if (next[right]! >= 0) prev[next[right]!] = left;
+      tryAdd(prev[left]!, left);
+      tryAdd(left, next[left]!);
     }
     const resegment = (i: number, depth: number) => {
-      const t = sym[i]!;
+      const t = text.slice(start[i]!, start[i]! + len[i]!);
       const id = v.tokenToId.get(t);
       if (id !== undefined) {
         out.push(id);
         return;
       }
       const p = revMerge.get(t);
-      if (!p || depth > 64) {
+      if (p === undefined || depth > 64) {
         for (const b of utf8(t)) out.push(this.byteToken(b));
         return;
       }
-      resegment(p[0], depth + 1);
-      resegment(p[1], depth + 1);
+      resegment(Math.floor(p / n), depth + 1);
+      resegment(p % n, depth + 1);
     };
     for (let i = 0; i !== -1; i = next[i]!) resegment(i, 0);
+  }
+
+  /** Longest token text in UTF-16 units. */
+  private get maxTokenLength(): number {
+    if (this.maxLen < 0) this.maxLen = this.vocab.texts.reduce((m, t) => Math.max(m, t.length), 0);
+    return this.maxLen;
   }
 
   /** The SPM byte-fallback token for one byte: <0xNN>, else the byte as text, else <unk>. */
@@ -377,6 +395,79 @@ class Heap<T> {
 const CLEAN_HOLD = 5;
 /** Raw bytes already returned that clean-up of later bytes looks back at. */
 const CLEAN_CONTEXT = 8;
+
+/**
+ * SPM's bigram queue: highest score first, leftmost on ties (llm_bigram_spm::comparator), as
+ * struct-of-arrays so that long texts do not allocate an object per candidate.
+ */
+class BigramHeap {
+  private score = new Float64Array(64);
+  private left = new Int32Array(64);
+  private right = new Int32Array(64);
+  private sz = new Int32Array(64);
+  size = 0;
+  /** The entry the last pop() removed. */
+  readonly top = { left: 0, right: 0, size: 0 };
+
+  private before(a: number, b: number): boolean {
+    const sa = this.score[a]!;
+    const sb = this.score[b]!;
+    return sa !== sb ? sa > sb : this.left[a]! < this.left[b]!;
+  }
+
+  private swap(a: number, b: number): void {
+    const s = this.score[a]!; this.score[a] = this.score[b]!; this.score[b] = s;
+    const l = this.left[a]!; this.left[a] = this.left[b]!; this.left[b] = l;
+    const r = this.right[a]!; this.right[a] = this.right[b]!; this.right[b] = r;
+    const z = this.sz[a]!; this.sz[a] = this.sz[b]!; this.sz[b] = z;
+  }
+
+  push(score: number, left: number, right: number, size: number): void {
+    if (this.size === this.score.length) {
+      const grow = <T extends Float64Array | Int32Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.score = grow(this.score);
+      this.left = grow(this.left);
+      this.right = grow(this.right);
+      this.sz = grow(this.sz);
+    }
+    let i = this.size++;
+    this.score[i] = score;
+    this.left[i] = left;
+    this.right[i] = right;
+    this.sz[i] = size;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.before(i, p)) break;
+      this.swap(i, p);
+      i = p;
+    }
+  }
+
+  pop(): void {
+    this.top.left = this.left[0]!;
+    this.top.right = this.right[0]!;
+    this.top.size = this.sz[0]!;
+    const last = --this.size;
+    if (last > 0) {
+      this.swap(0, last);
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < last && this.before(l, m)) m = l;
+        if (r < last && this.before(r, m)) m = r;
+        if (m === i) break;
+        this.swap(i, m);
+        i = m;
+      }
+    }
+  }
+}
 
 /**
  * Streams text out of a sequence of token ids. Holds back bytes of an unfinished UTF-8 character

@@ -141,14 +141,33 @@ describe.skipIf(!shipped)('the vocab-only GGUFs node-llama-cpp ships (llama.cpp 
   const cases: Case[] = [];
   let refs = new Map<string, LlamaResult>();
 
+  let qwenPrompt = '';
+
   beforeAll(() => {
     for (const name of LIVE) {
       const path = llamaCppFile(`models/ggml-vocab-${name}.gguf`);
       if (!path) throw new Error(`models/ggml-vocab-${name}.gguf could not be extracted`);
-      cases.push(prepare(name, path));
+      const meta = readGgufMetadata(path);
+      if (name === 'qwen2') {
+        // Qwen2's real chat template, as shipped in the file
+        qwenPrompt = ChatTemplate.fromGguf(meta, Tokenizer.fromGguf(meta)).render([
+          { role: 'user', content: 'Write a haiku about relay races. 🏃' },
+          { role: 'assistant', content: 'Baton in hand—' },
+          { role: 'user', content: 'Another, in 中文.' },
+        ]);
+      }
+      cases.push(prepare(name, path, meta, name === 'qwen2' ? [qwenPrompt] : []));
     }
     refs = runAll(cases);
   }, 300_000);
+
+  it("renders qwen2's own chat template and tokenizes the prompt as llama.cpp does", () => {
+    const c = cases.find((x) => x.name === 'qwen2')!;
+    expect(qwenPrompt).toMatch(/^<\|im_start\|>system\n[^]*<\|im_start\|>user\nAnother, in 中文\.<\|im_end\|>\n<\|im_start\|>assistant\n$/);
+    const ids = c.tok.encodePrompt(qwenPrompt);
+    expect(ids).toEqual(refs.get('qwen2')!.tokensSpecial[c.texts.length]);
+    expect(ids.filter((id) => id === c.tok.tokenId('<|im_start|>'))).toHaveLength(4);
+  });
 
   for (const name of LIVE) it(`matches llama.cpp live: ${name}`, () => compare(cases.find((c) => c.name === name)!, refs.get(name)!));
 

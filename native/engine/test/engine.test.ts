@@ -114,6 +114,16 @@ describe('batching and outputs', () => {
     await Promise.all([first.close(), last.close()]);
   });
 
+  it('two threads give the same logits as one', async () => {
+    const one = await Engine.load({ model: q8, threads: 1 });
+    const two = await Engine.load({ model: q8, threads: 2 });
+    const req = { sequences: [{ sequenceId: 0, firstPosition: 0, tokenCount: PROMPT.length }, { sequenceId: 1, firstPosition: 0, tokenCount: 3 }], tokens: [...PROMPT, 5, 6, 7] };
+    const a = await one.forward(req);
+    const b = await two.forward(req);
+    expect(maxAbsDiff(a.logits!, b.logits!)).toBeLessThan(1e-5);
+    await Promise.all([one.close(), two.close()]);
+  });
+
   it('chunks inputs longer than maxBatchTokens with the same result', async () => {
     const small = await Engine.load({ model: f32, kvDType: 'f32', maxBatchTokens: 5 });
     const big = await Engine.load({ model: f32, kvDType: 'f32' });

@@ -1,7 +1,9 @@
 // Compiles and runs the native kernel test (cpp/kernels/test/kernels_test.cc): every kernel set
 // this CPU runs against the scalar reference, and the scalar reference against double-precision
 // dot products, with the tolerances stated at the top of that file. Once optimized, once under
-// AddressSanitizer + UndefinedBehaviorSanitizer (a quicker shape list).
+// AddressSanitizer + UndefinedBehaviorSanitizer (a quicker shape list). With BATON_TEST_ARM64=1
+// it also cross-compiles the NEON kernels and runs them under qemu-aarch64
+// (cpp/kernels/test/cross-arm64.sh; needs g++-aarch64-linux-gnu and qemu-user).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,4 +60,12 @@ describe.skipIf(!cxx)('native kernels', () => {
     expect(out).toMatch(/kernels-test: \d+ checks, 0 failures/);
     expect(status, out).toBe(0);
   });
+
+  it.skipIf(process.env.BATON_TEST_ARM64 !== '1')('NEON kernels match the scalar reference under qemu-aarch64', () => {
+    const r = spawnSync('sh', [join(kernels, 'test/cross-arm64.sh'), '--quick'], { encoding: 'utf8', timeout: 300_000 });
+    const out = `${r.stdout}${r.stderr}`;
+    expect(out).toMatch(/-march=armv8-a passed under qemu/);
+    expect(out).toMatch(/-march=armv8\.2-a\+dotprod passed under qemu/);
+    expect(r.status, out).toBe(0);
+  }, 300_000);
 });

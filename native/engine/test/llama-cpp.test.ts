@@ -67,3 +67,17 @@ describe('engine vs llama.cpp', () => {
     expect(mine.greedy).toEqual(theirGreedy);
   });
 });
+
+describe('engine vs llama.cpp with F16 KV caches', () => {
+  // llama.cpp's F16 cache path also rounds Q and the softmax weights to F16 for its F16 × F32
+  // matmuls; Baton keeps those in F32 and rounds only K and V. On these random-weight models that
+  // alone moves next-token probabilities by ~0.01 (llama.cpp's own F32 → F16 cache shift is ~0.02).
+  it.each(['llama', 'qwen3'] as const)('%s q8_0: probabilities within 0.05', async (arch) => {
+    const path = await models.model({ arch, type: 'q8_0' });
+    const engine = await Engine.load({ model: path, kvDType: 'f16' });
+    const out = await engine.forward({ sequences: [{ sequenceId: 0, firstPosition: 0, tokenCount: PROMPT.length }], tokens: PROMPT });
+    await engine.close();
+    const theirs = await ref.nextTokenProbabilities(path, PROMPT, { kvType: 'f16' });
+    expect(maxAbsDiff(softmax(out.logits!), theirs)).toBeLessThan(0.05);
+  });
+});

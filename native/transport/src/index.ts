@@ -7,3 +7,5 @@ export { DEFAULTS as TRANSPORT_DEFAULTS } from './options.js';
 export { loadNative } from './native.js';
 export { probeLink } from './probe.js';
 export type { ProbeOptions, LinkProbeResult } from './probe.js';
+export { rdmaDevices, rdmaStatus, rdmaFakeSelfTest, TRANSPORT_CONTROL_SEQUENCE } from './rdma.js';
+export type { RdmaMode, RdmaSettings } from './rdma.js';

@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import { decodeFrameHeader, emptyFrameHeader, encodeFrameHeader, FRAME_HEADER_BYTES, FrameFlags, FrameKind, type FrameHeader } from '@baton/contracts';
 import { loadNative, type NativeBinding, type NativeStats } from './native.js';
 import { resolveEndpoint, type ConnectOptions, type ListenOptions, type TransportLogger } from './options.js';
+import { isTransportControl, RdmaLink, type RdmaHost, type RdmaSettings } from './rdma.js';
 
 /** A transport failure, with a stable code (e.g. BATON_AUTH_FAILED, BATON_FRAME_MALFORMED, ECONNREFUSED). */
 export class TransportError extends Error {
@@ -26,9 +27,11 @@ const EMPTY = Buffer.alloc(0);
 interface PendingConnect {
   resolve(connection: Connection): void;
   reject(error: Error): void;
-  options: ConnectOptions;
   logger: TransportLogger;
   maxFrameBytes: number;
+  highWaterMark: number;
+  rdma: RdmaSettings;
+  timeoutMs: number;
   backend: 'tcp' | 'unix';
 }
 
@@ -101,7 +104,7 @@ function dispatch(events: unknown[], headers: Buffer): void {
             native!.close(id);
             break;
           }
-          const connection = new Connection(id, b as string, server.backend, server._logger, server._maxFrameBytes);
+          const connection = new Connection(id, b as string, server.backend, server._logger, server._maxFrameBytes, server._highWaterMark, server._rdma);
           connections.set(id, connection);
           server.emit('connection', connection);
           break;
@@ -110,9 +113,10 @@ function dispatch(events: unknown[], headers: Buffer): void {
           const request = pending.get(id);
           pending.delete(id);
           if (!request) break;
-          const connection = new Connection(id, b as string, request.backend, request.logger, request.maxFrameBytes);
+          const connection = new Connection(id, b as string, request.backend, request.logger, request.maxFrameBytes, request.highWaterMark, request.rdma);
           connections.set(id, connection);
-          request.resolve(connection);
+          if (request.rdma.mode === 'off') request.resolve(connection);
+          else void connection._negotiateRdma(request.timeoutMs).then(() => request.resolve(connection));
           break;
         }
         case EVENT_DRAIN:
@@ -177,13 +181,16 @@ export interface ConnectionEvents {
  *   Buffers over the native receive allocation (no copy; freed by the GC); smaller ones are copied.
  *   Frames that arrive before a 'frame' listener is attached are held and delivered to it.
  */
-export class Connection extends EventEmitter<ConnectionEvents> {
+export class Connection extends EventEmitter<ConnectionEvents> implements RdmaHost {
   private readonly headerScratch = new Uint8Array(FRAME_HEADER_BYTES);
+  private rdmaLink: RdmaLink | undefined;
+  private failure: TransportError | undefined;
+  private currentBackend: 'tcp' | 'unix' | 'rdma';
   private readonly headerView = new DataView(this.headerScratch.buffer);
   private backlog: [FrameHeader, Buffer][] | undefined = [];
   private isClosed = false;
   private closeError: TransportError | undefined;
-  private readonly probeWaiters = new Map<number, (header: FrameHeader) => void>();
+  private readonly probeWaiters = new Map<number, { resolve(header: FrameHeader): void; reject(error: Error): void }>();
   /** Answer PROBE frames automatically (default true); PROBE requests are not emitted as 'frame'. */
   answerProbes = true;
 
@@ -192,11 +199,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     readonly id: number,
     /** "1.2.3.4:5678", "[::1]:5678" or "unix:/path". */
     readonly remoteAddress: string,
-    readonly backend: 'tcp' | 'unix',
+    backend: 'tcp' | 'unix',
     private readonly logger: TransportLogger,
     readonly maxFrameBytes: number,
+    readonly highWaterMark: number,
+    private readonly rdmaSettings: RdmaSettings,
   ) {
     super();
+    this.currentBackend = backend;
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (event === 'frame' && this.backlog) queueMicrotask(() => this.flushBacklog());
     });
@@ -204,6 +214,16 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   get closed(): boolean {
     return this.isClosed;
+  }
+
+  /** 'rdma' once frames travel over RDMA; 'tcp' or 'unix' otherwise. */
+  get backend(): 'tcp' | 'unix' | 'rdma' {
+    return this.currentBackend;
+  }
+
+  /** Fragment and credit counters of the RDMA channel, when there is one. */
+  rdmaStats() {
+    return this.rdmaLink?.stats();
   }
 
   /** Bytes waiting in the native send queue. */
@@ -225,7 +245,63 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const length = payload?.byteLength ?? 0;
     encodeFrameHeader(header, this.headerScratch);
     this.headerView.setUint32(28, length, true);
+    if (this.rdmaLink?.sending) {
+      if (length > this.maxFrameBytes) throw new RangeError(`refusing to send: frame payload of ${length} bytes exceeds the maximum frame size of ${this.maxFrameBytes} bytes`);
+      try {
+        decodeFrameHeader(this.headerScratch);
+      } catch (error) {
+        throw new RangeError(`refusing to send: ${(error as Error).message}`);
+      }
+      return this.rdmaLink.send(this.headerScratch, length > 0 ? payload : undefined);
+    }
     return binding().send(this.id, this.headerScratch, length > 0 ? payload : undefined, this.maxFrameBytes) === 0;
+  }
+
+  /** @internal RdmaHost: the TCP path, for the RDMA negotiation itself. */
+  _sendTcp(header: FrameHeader, payload?: ArrayBufferView): boolean {
+    if (this.isClosed) return false;
+    const length = payload?.byteLength ?? 0;
+    encodeFrameHeader(header, this.headerScratch);
+    this.headerView.setUint32(28, length, true);
+    return binding().send(this.id, this.headerScratch, length > 0 ? payload : undefined, this.maxFrameBytes) === 0;
+  }
+
+  /** @internal Connecting side: offer RDMA and wait for the outcome (bounded by `timeoutMs`). */
+  async _negotiateRdma(timeoutMs: number): Promise<void> {
+    this.rdmaLink = new RdmaLink(this, this.rdmaSettings);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+    const closed = new Promise<'closed'>((resolve) => this.once('close', () => resolve('closed')));
+    const outcome = await Promise.race([this.rdmaLink.offer(), timeout, closed]);
+    clearTimeout(timer);
+    if (outcome === 'rdma') this.currentBackend = 'rdma';
+    else if (outcome === 'timeout') {
+      this._log(`RDMA negotiation with ${this.remoteAddress} timed out after ${timeoutMs} ms, using TCP`);
+      this.rdmaLink.dispose();
+    }
+  }
+
+  /** @internal RdmaHost */
+  _deliver(header: FrameHeader, payload: Buffer): void {
+    this.deliver(header, payload);
+  }
+
+  /** @internal RdmaHost: a failure after the switch loses frames, so the connection closes. */
+  _rdmaFailed(message: string): void {
+    if (this.isClosed || this.failure) return;
+    this.failure = new TransportError('BATON_RDMA_FAILED', `${message} (connection to ${this.remoteAddress} closed)`);
+    this.rdmaLink?.dispose();
+    binding().close(this.id);
+  }
+
+  /** @internal RdmaHost */
+  _rdmaDrain(): void {
+    this.emit('drain');
+  }
+
+  /** @internal RdmaHost */
+  _log(message: string): void {
+    this.logger.warn(message);
   }
 
   /** Flushes queued frames, then closes. Resolves once closed. */
@@ -238,12 +314,22 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** @internal */
   _receive(header: FrameHeader, payload: Buffer): void {
+    if (isTransportControl(header)) {
+      if (!this.rdmaLink) this.rdmaLink = new RdmaLink(this, this.rdmaSettings);
+      this.rdmaLink.onControl(payload);
+      if (this.rdmaLink.sending) this.currentBackend = 'rdma';
+      return;
+    }
+    this.deliver(header, payload);
+  }
+
+  private deliver(header: FrameHeader, payload: Buffer): void {
     if (header.kind === FrameKind.PROBE) {
       if ((header.flags & FrameFlags.REPLY) !== 0) {
         const waiter = this.probeWaiters.get(header.sequenceId);
         if (waiter) {
           this.probeWaiters.delete(header.sequenceId);
-          waiter(header);
+          waiter.resolve(header);
           return;
         }
       } else if (this.answerProbes) {
@@ -268,10 +354,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         reject(this.closeError ?? new TransportError('ECONNRESET', 'connection closed'));
         return;
       }
-      this.probeWaiters.set(sequenceId, resolve);
-      this.once('close', (error) => {
-        if (this.probeWaiters.delete(sequenceId)) reject(error ?? new TransportError('ECONNRESET', `connection to ${this.remoteAddress} closed during a probe`));
-      });
+      this.probeWaiters.set(sequenceId, { resolve, reject });
     });
   }
 
@@ -283,8 +366,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   /** @internal */
-  _closed(error: TransportError | undefined): void {
+  _closed(closeError: TransportError | undefined): void {
     if (this.isClosed) return;
+    const error = closeError ?? this.failure;
+    this.rdmaLink?.dispose();
+    for (const waiter of this.probeWaiters.values()) waiter.reject(error ?? new TransportError('ECONNRESET', `connection to ${this.remoteAddress} closed during a probe`));
+    this.probeWaiters.clear();
     this.flushBacklog();
     this.isClosed = true;
     this.closeError = error;
@@ -317,6 +404,8 @@ export class Server extends EventEmitter<ServerEvents> {
     readonly backend: 'tcp' | 'unix',
     readonly _logger: TransportLogger,
     readonly _maxFrameBytes: number,
+    readonly _highWaterMark: number,
+    readonly _rdma: RdmaSettings,
   ) {
     super();
   }
@@ -342,7 +431,7 @@ export async function listen(options: ListenOptions): Promise<Server> {
   const [id, port] = binding().listen(endpoint.host, endpoint.port, endpoint.path, endpoint.native);
   const backend = endpoint.path ? 'unix' : 'tcp';
   const address = endpoint.path ? `unix:${endpoint.path}` : endpoint.host.includes(':') ? `[${endpoint.host}]:${port}` : `${endpoint.host}:${port}`;
-  const server = new Server(id, address, port, backend, endpoint.logger, endpoint.maxFrameBytes);
+  const server = new Server(id, address, port, backend, endpoint.logger, endpoint.maxFrameBytes, endpoint.highWaterMark, endpoint.rdma);
   servers.set(id, server);
   updateRef();
   return server;
@@ -353,7 +442,16 @@ export async function connect(options: ConnectOptions): Promise<Connection> {
   const endpoint = await resolveEndpoint(options, 'connect');
   const id = binding().connect(endpoint.host, endpoint.port, endpoint.path, endpoint.native);
   return new Promise<Connection>((resolve, reject) => {
-    pending.set(id, { resolve, reject, options, logger: endpoint.logger, maxFrameBytes: endpoint.maxFrameBytes, backend: endpoint.path ? 'unix' : 'tcp' });
+    pending.set(id, {
+      resolve,
+      reject,
+      logger: endpoint.logger,
+      maxFrameBytes: endpoint.maxFrameBytes,
+      highWaterMark: endpoint.highWaterMark,
+      rdma: endpoint.rdma,
+      timeoutMs: endpoint.native.handshakeTimeoutMs,
+      backend: endpoint.path ? 'unix' : 'tcp',
+    });
     updateRef();
   });
 }

@@ -224,15 +224,17 @@ async function redisClient(redisUrl: string, channel: string): Promise<BenchClie
   };
 }
 
-/** Ping-pong `rounds` echoes of `payload`; returns sorted round-trip times in µs. */
-async function measureRtt(client: BenchClient, payload: Buffer, rounds: number, warmup: number): Promise<number[]> {
+/** Ping-pong `rounds` echoes of `payload`; returns sorted round-trip times in µs and this process's CPU µs per round trip. */
+async function measureRtt(client: BenchClient, payload: Buffer, rounds: number, warmup: number): Promise<{ times: number[]; cpuUs: number }> {
   const times: number[] = [];
+  let cpuStart: NodeJS.CpuUsage | undefined;
   let started = 0n;
   let remaining = rounds + warmup;
   await new Promise<void>((resolve) => {
     client.onFrame(() => {
       const elapsed = Number(process.hrtime.bigint() - started) / 1000;
       if (remaining <= rounds) times.push(elapsed);
+      if (remaining === rounds + 1) cpuStart = process.cpuUsage();
       remaining -= 1;
       if (remaining === 0) return resolve();
       started = process.hrtime.bigint();
@@ -241,7 +243,8 @@ async function measureRtt(client: BenchClient, payload: Buffer, rounds: number, 
     started = process.hrtime.bigint();
     client.send(KIND_HIDDEN, payload);
   });
-  return times.sort((a, b) => a - b);
+  const cpu = process.cpuUsage(cpuStart);
+  return { times: times.sort((a, b) => a - b), cpuUs: (cpu.user + cpu.system) / rounds };
 }
 
 /** Streams `totalBytes` in windows of `windowBytes`, each closed by an acknowledged CONTROL frame. */
@@ -301,6 +304,7 @@ export const benchTransportCommand: CommandSpec = {
     const secret = randomBytes(16).toString('hex');
     const { child, ports } = await startEchoServer(secret, redisUrl);
     const results: TransportBenchResult[] = [];
+    const cpuPerRoundTrip: number[] = [];
     const notes: string[] = [];
     try {
       const clients: [string, () => Promise<BenchClient>][] = [
@@ -316,7 +320,8 @@ export const benchTransportCommand: CommandSpec = {
           const client = await open();
           const isRedis = transport === 'redis-pubsub';
           const n = payloadBytes >= 1024 * 1024 ? Math.max(10, Math.floor(rounds / 10)) : rounds;
-          const times = await measureRtt(client, payload, n, Math.min(200, Math.ceil(n / 10)));
+          const { times, cpuUs } = await measureRtt(client, payload, n, Math.min(200, Math.ceil(n / 10)));
+          cpuPerRoundTrip.push(cpuUs);
           const total = payloadBytes >= 1024 * 1024 ? (isRedis ? 64 : 512) * 1024 * 1024 : (isRedis ? 16 : 64) * 1024 * 1024;
           const windowBytes = isRedis ? 8 * 1024 * 1024 : 32 * 1024 * 1024;
           const throughput = await measureThroughput(client, payload, total, windowBytes);
@@ -347,8 +352,9 @@ export const benchTransportCommand: CommandSpec = {
       console.log(JSON.stringify({ results }));
       return 0;
     }
-    const rows = results.map((r) => [r.transport, r.payloadBytes >= 1 << 20 ? `${r.payloadBytes >> 20} MB` : `${r.payloadBytes >> 10} KB`, r.rttP50Us.toFixed(1), r.rttP99Us.toFixed(1), (r.throughputBytesPerSec / 1e9).toFixed(2)]);
-    console.log(formatTable(['transport', 'payload', 'rtt p50 µs', 'rtt p99 µs', 'throughput GB/s'], rows));
+    const rows = results.map((r, i) => [r.transport, r.payloadBytes >= 1 << 20 ? `${r.payloadBytes >> 20} MB` : `${r.payloadBytes >> 10} KB`, r.rttP50Us.toFixed(1), r.rttP99Us.toFixed(1), (r.throughputBytesPerSec / 1e9).toFixed(2), cpuPerRoundTrip[i]!.toFixed(1)]);
+    console.log(formatTable(['transport', 'payload', 'rtt p50 µs', 'rtt p99 µs', 'throughput GB/s', 'client CPU µs/rt'], rows));
+    console.log(`(transport I/O driver: ${(await import('@baton/transport')).transportDriver()}; client CPU = this process's user+system time per round trip, less sensitive to a busy machine than wall time)`);
     for (const payloadBytes of [8 * 1024, 1024 * 1024]) {
       const find = (name: string) => results.find((r) => r.transport === name && r.payloadBytes === payloadBytes);
       const native = find('native-tcp');

@@ -9,6 +9,7 @@ import { nodesCommand } from './nodes.js';
 import { modelMakeCommand } from './model-make.js';
 import { modelInspectCommand } from './model-inspect.js';
 import { planCommand } from './plan.js';
+import { chatCommand } from './chat.js';
 
 export const COMMANDS: CommandSpec[] = [
   upCommand,
@@ -18,6 +19,7 @@ export const COMMANDS: CommandSpec[] = [
   modelInspectCommand,
   planCommand,
   generateCommand,
+  chatCommand,
   benchTransportCommand,
   benchEngineCommand,
 ];

@@ -31,7 +31,8 @@ export const upCommand: CommandSpec = {
     context: { type: 'string', value: 'N', description: 'Context tokens per sequence (default: the model\'s, at most 4096)' },
     sequences: { type: 'string', value: 'N', description: 'Concurrent sequences the KV cache holds', default: '8' },
     'kv-dtype': { type: 'string', value: 'TYPE', description: 'KV cache type: f16, q8_0 or f32', default: 'f16' },
-    objective: { type: 'string', value: 'OBJ', description: 'Placement objective: throughput (uses every shard) or latency (fewest nodes)', default: 'throughput' },
+    objective: { type: 'string', value: 'OBJ', description: 'Placement objective: throughput or latency', default: 'throughput' },
+    stages: { type: 'string', value: 'N', description: 'Pipeline stages (0 = the planner chooses)', default: 'one per shard' },
   },
   examples: ['baton up', 'baton up --shards 3 --model ~/.ollama/models/blobs/sha256-…', 'baton up --redis redis://127.0.0.1:6390'],
   async run(ctx) {
@@ -41,6 +42,7 @@ export const upCommand: CommandSpec = {
     const sequences = intOption(ctx, 'sequences', { min: 1, max: 4096 }) ?? 8;
     const kvDType = choiceOption(ctx, 'kv-dtype', KV_DTYPES) ?? 'f16';
     const objective = choiceOption(ctx, 'objective', OBJECTIVES) ?? 'throughput';
+    const stagesFlag = intOption(ctx, 'stages', { min: 0, max: 64 });
     const totalBudget = bytesOption(ctx, 'memory-budget') ?? Math.floor(totalmem() * 0.75);
     const { resolveControlPlaneOptions, RpcClient } = await import('@baton/control-plane');
     const { batonHome, loadOrCreateNodeId } = await import('@baton/shard');
@@ -100,7 +102,9 @@ export const upCommand: CommandSpec = {
         const { readModelManifest } = await import('@baton/gguf');
         const manifest = await readModelManifest(modelPath);
         const contextTokens = contextFlag ?? Math.min(manifest.contextLength, 4096);
-        const plan = await rpc.send('planner.apply', { modelPath, requirement: { contextTokens, sequences, kvDType, objective } }, { timeoutMs: 30_000 });
+        const stages = stagesFlag === undefined ? Math.min(shards, manifest.layers) : stagesFlag;
+        const requirement = { contextTokens, sequences, kvDType, objective, ...(stages > 0 ? { stages } : {}) };
+        const plan = await rpc.send('planner.apply', { modelPath, requirement }, { timeoutMs: 30_000 });
         servedModel = plan.modelId;
         log(`[up]       plan ${plan.modelId} v${plan.version}: ${plan.stages.map((s) => `${s.nodeId} layers [${s.layerStart},${s.layerEnd})`).join(' → ')}; predicted ${plan.predicted.msPerToken.toFixed(2)} ms/token, ${plan.predicted.tokensPerSecond.toFixed(1)} tokens/s with ${sequences} sequences`);
         supervisor.start('gateway', appMain('@baton/gateway'), [...common, '--port', String(port), '--host', stringOption(ctx, 'host') ?? '127.0.0.1']);

@@ -50,8 +50,24 @@ function paramOf(problem: string): string | null {
   return m ? m[1]! : null;
 }
 
+const TYPE_PROBLEM = /must be (?:a number|an integer|a boolean|a string|an array|an object)/;
+
+/** Per field: a wrong type alone (its range checks would only repeat it), else every problem. */
+function tidyProblems(problems: string[]): string[] {
+  const texts = problems.map(problemText).map((p) => p.replace(/^(\S+): (?:each value in )?nested property \S+ must be either object or array$/, '$1 must be an object'));
+  const byField = new Map<string, string[]>();
+  for (const p of texts) {
+    const field = paramOf(p) ?? '';
+    byField.set(field, [...(byField.get(field) ?? []), p]);
+  }
+  return [...byField.values()].flatMap((list) => {
+    const typed = list.filter((p) => TYPE_PROBLEM.test(p));
+    return typed.length > 0 ? typed : list;
+  });
+}
+
 export function validationError(problems: string[]): OpenAIHttpError {
-  const texts = problems.map(problemText);
+  const texts = tidyProblems(problems);
   const message = texts.length === 1 ? `invalid request: ${texts[0]}` : `invalid request (${texts.length} problems): ${texts.join('; ')}`;
   return new OpenAIHttpError(400, message, 'invalid_request_error', paramOf(texts[0] ?? ''), 'invalid_request');
 }

@@ -3,7 +3,7 @@
 // ~/.ollama/models: manifests/<registry>/<namespace>/<model>/<tag> → blobs/sha256-<hex>). Each
 // file's header is read for its architecture, quantization and context length (cached by path,
 // mtime and size); a file whose header cannot be read is listed with the reason.
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, join, relative, sep } from 'node:path';
 import type { LocalModelFile } from '@baton/contracts';
@@ -136,7 +136,7 @@ async function scanOllama(root: string): Promise<LocalModelFile[]> {
 
 /**
  * Every GGUF file under $BATON_HOME/models and in Ollama's store, Baton's first, each group by
- * name. A file reachable both ways is listed once.
+ * name. A file reachable both ways (e.g. a symlink to an Ollama blob) is listed once.
  */
 export async function listLocalModels(options: LocalModelsOptions = {}): Promise<LocalModelFile[]> {
   const ollama = ollamaModelsDir(options);
@@ -145,8 +145,9 @@ export async function listLocalModels(options: LocalModelsOptions = {}): Promise
   const seen = new Set<string>();
   const out: LocalModelFile[] = [];
   for (const model of [...baton.sort(byName), ...fromOllama.sort(byName)]) {
-    if (seen.has(model.path)) continue;
-    seen.add(model.path);
+    const real = await realpath(model.path).catch(() => model.path);
+    if (seen.has(real)) continue;
+    seen.add(real);
     out.push(model);
   }
   return out;

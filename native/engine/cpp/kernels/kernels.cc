@@ -148,14 +148,15 @@ void matmul(const Matrix& w, const float* x, int64_t batch, float* y, ThreadPool
     xa = dst;
   }
 
-  // Work is claimed in chunks of rows (multiples of 16, about 8 chunks per thread).
+  // Work is claimed in chunks of rows: about 8 chunks per thread, each a multiple of 24 rows so
+  // the kernels' row tiles (1-4 rows) divide it.
   const int64_t rows = w.rows;
-  if (nth == 1 || rows < 32) {
+  if (nth == 1 || rows < 48) {
     gemm(w, 0, rows, xa, xs, batch, y, rows);
     return;
   }
   int64_t chunk = (rows + nth * 8 - 1) / (nth * 8);
-  chunk = std::max<int64_t>(16, (chunk + 15) / 16 * 16);
+  chunk = std::max<int64_t>(24, (chunk + 23) / 24 * 24);
   const int64_t nchunks = (rows + chunk - 1) / chunk;
   std::atomic<int64_t> next{0};
   pool->run([&](int, int) {
@@ -182,11 +183,30 @@ void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) { active()->f16_
 void quantize_row_q8_0(const float* src, void* dst, int64_t n) { active()->quantize_q8_0(src, dst, n); }
 
 const char* kernels_name() { return active()->name; }
+const char* kernels_detail() { return active()->detail; }
 
 const char* kernels_force_scalar(bool scalar) {
   const char* prev = kernels_name();
   g_forced.store(scalar ? kern::scalar_kernels() : nullptr, std::memory_order_release);
   return prev;
 }
+
+namespace kern {
+
+int available_kernel_sets(const KernelSet** out, int max) {
+  const KernelSet* all[] = {scalar_kernels(), avx2_plain_kernels(), avx2_kernels(), neon_plain_kernels(), neon_kernels()};
+  int n = 0;
+  for (const KernelSet* k : all) {
+    if (k == nullptr || n >= max) continue;
+    bool seen = false;
+    for (int i = 0; i < n; ++i) seen = seen || out[i] == k;
+    if (!seen) out[n++] = k;
+  }
+  return n;
+}
+
+void force_kernel_set(const KernelSet* set) { g_forced.store(set, std::memory_order_release); }
+
+}  // namespace kern
 
 }  // namespace baton

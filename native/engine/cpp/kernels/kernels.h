@@ -39,7 +39,10 @@ class ThreadPool;  // kernels/thread_pool.h
 
 // y[b * rows + r] = sum_c W[r][c] * x[b * cols + c]  for b in [0, batch), r in [0, rows).
 // One pass over the weights serves the whole batch. Splits rows over the pool's threads.
-// `pool` may be null (run on the calling thread).
+// `pool` may be null (run on the calling thread). Q8_0/Q4_0 weights quantize x to Q8_0 first and
+// Q4_K/Q6_K weights to Q8_K (as llama.cpp does), so their results carry that rounding (the
+// kernel test bounds it); F32/F16 weights use x as given. Safe to call from several threads at
+// once (scratch is per calling thread); calls sharing one pool are serialized by the pool.
 void matmul(const Matrix& w, const float* x, int64_t batch, float* y, ThreadPool* pool);
 
 // dst[0..cols) = row `row` of w, dequantized (embedding lookup).
@@ -55,6 +58,8 @@ void quantize_row_q8_0(const float* src, void* dst, int64_t n);
 
 // Name of the kernel set chosen at run time: "avx2", "neon" or "scalar".
 const char* kernels_name();
+// The instruction set extensions that set uses, e.g. "avx2+fma+f16c+avx-vnni", "neon+dotprod".
+const char* kernels_detail();
 // Forces the scalar kernels (tests compare the two). Returns the previous name.
 const char* kernels_force_scalar(bool scalar);
 

@@ -27,10 +27,10 @@ namespace baton {
 namespace kern {
 namespace x86_avx2 {
 #define BATON_X86_VNNI 0
-#define BATON_X86_SET_NAME "avx2"
+#define BATON_X86_SET_DETAIL "avx2+fma+f16c"
 #include "kernels_x86.inc"
 #undef BATON_X86_VNNI
-#undef BATON_X86_SET_NAME
+#undef BATON_X86_SET_DETAIL
 }  // namespace x86_avx2
 }  // namespace kern
 }  // namespace baton
@@ -53,10 +53,10 @@ namespace baton {
 namespace kern {
 namespace x86_vnni {
 #define BATON_X86_VNNI 1
-#define BATON_X86_SET_NAME "avx2"
+#define BATON_X86_SET_DETAIL "avx2+fma+f16c+avx-vnni"
 #include "kernels_x86.inc"
 #undef BATON_X86_VNNI
-#undef BATON_X86_SET_NAME
+#undef BATON_X86_SET_DETAIL
 }  // namespace x86_vnni
 }  // namespace kern
 }  // namespace baton
@@ -69,17 +69,20 @@ namespace x86_vnni {
 
 namespace baton {
 namespace kern {
-const KernelSet* avx2_kernels() {
+const KernelSet* avx2_plain_kernels() {
 #if defined(__GNUC__) || defined(__clang__)
   __builtin_cpu_init();
-  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))) return nullptr;
-#if defined(BATON_HAVE_AVXVNNI)
-  if (__builtin_cpu_supports("avxvnni")) return &x86_vnni::kSet;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return &x86_avx2::kSet;
 #endif
-  return &x86_avx2::kSet;
-#else
   return nullptr;
+}
+
+const KernelSet* avx2_kernels() {
+  const KernelSet* plain = avx2_plain_kernels();
+#if defined(BATON_HAVE_AVXVNNI)
+  if (plain != nullptr && __builtin_cpu_supports("avxvnni")) return &x86_vnni::kSet;
 #endif
+  return plain;
 }
 }  // namespace kern
 }  // namespace baton
@@ -89,6 +92,7 @@ const KernelSet* avx2_kernels() {
 namespace baton {
 namespace kern {
 const KernelSet* avx2_kernels() { return nullptr; }
+const KernelSet* avx2_plain_kernels() { return nullptr; }
 }  // namespace kern
 }  // namespace baton
 

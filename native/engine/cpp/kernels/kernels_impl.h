@@ -91,7 +91,8 @@ using GemmFn = void (*)(const Matrix& w, int64_t r0, int64_t r1, const void* xa,
 using QuantizeFn = void (*)(const float* x, void* y, int64_t n);
 
 struct KernelSet {
-  const char* name;
+  const char* name;    // "avx2", "neon" or "scalar" (kernels_name())
+  const char* detail;  // the instruction set extensions used, e.g. "avx2+fma+f16c+avx-vnni"
   GemmFn gemm_f32;
   GemmFn gemm_f16;
   GemmFn gemm_q8_0;
@@ -105,9 +106,17 @@ struct KernelSet {
 };
 
 const KernelSet* scalar_kernels();
-// Null when the CPU (or the build) lacks the features.
+// Null when the CPU (or the build) lacks the features. avx2_kernels() is the best x86 set for
+// this CPU (with AVX-VNNI when present); avx2_plain_kernels() never uses AVX-VNNI.
 const KernelSet* avx2_kernels();
-const KernelSet* neon_kernels();
+const KernelSet* avx2_plain_kernels();
+const KernelSet* neon_kernels();        // with SDOT when the CPU has it
+const KernelSet* neon_plain_kernels();  // never SDOT (null when the build requires it)
+
+// Every kernel set this CPU can run, scalar first (tests compare each against it). Returns the count.
+int available_kernel_sets(const KernelSet** out, int max);
+// Makes matmul & co. use `set` (null: the automatic choice). Tests only.
+void force_kernel_set(const KernelSet* set);
 
 // Scalar reference pieces the SIMD sets reuse for tails and dequantization.
 void quantize_row_q8_0_ref(const float* x, void* y, int64_t n);

@@ -243,6 +243,7 @@ void f32_to_f16_row(const float* x, uint16_t* y, int64_t n) {
 
 const KernelSet kScalar = {
     "scalar",
+    "scalar",
     gemm_f32,
     gemm_f16,
     gemm_blocks<block_q8_0, block_q8_0, dot_q8_0, QK8_0>,

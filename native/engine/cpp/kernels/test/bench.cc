@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
   if (scalar) kernels_force_scalar(true);
   std::unique_ptr<ThreadPool> pool_owner(threads > 1 ? new ThreadPool(threads) : nullptr);
   ThreadPool* pool = pool_owner.get();
-  std::printf("kernels: %s, threads %d, matrix %lld x %lld, working set %zu MB\n", kernels_name(), threads,
+  std::printf("kernels: %s (%s), threads %d, matrix %lld x %lld, working set %zu MB\n", kernels_name(), kernels_detail(), threads,
               (long long)rows, (long long)cols, mb);
   const double bw = stream_read_gbs(mb << 20, pool);
   std::printf("%-6s %12s %10s %12s %14s\n", "type", "MB/matrix", "decode GB/s", "% of read bw", "prefill GFLOP/s");

@@ -204,10 +204,11 @@ void test_type(DType t, int64_t rows, int64_t cols, ThreadPool* pools[3]) {
 
   std::vector<float> scalar1(max_batch * rows);
   const int64_t batches[] = {1, 2, 3, 4, 5, 7, 8, 16, 17};
-  for (int set = 0; set < 2; ++set) {
-    kernels_force_scalar(set == 0);
-    if (set == 1 && std::strcmp(kernels_name(), "scalar") == 0) break;
-    const std::string setname = kernels_name();
+  const KernelSet* sets[8];
+  const int nsets = available_kernel_sets(sets, 8);
+  for (int set = 0; set < nsets; ++set) {
+    force_kernel_set(sets[set]);
+    const std::string setname = sets[set]->detail;
     std::vector<float> base(max_batch * rows);
     // batch 1 on 1 thread, row by row of x
     for (int64_t b = 0; b < max_batch; ++b) matmul(w, &x[b * cols], 1, &base[b * rows], nullptr);
@@ -262,7 +263,7 @@ void test_type(DType t, int64_t rows, int64_t cols, ThreadPool* pools[3]) {
       }
     }
   }
-  kernels_force_scalar(false);
+  force_kernel_set(nullptr);
 }
 
 void test_f16() {
@@ -289,7 +290,11 @@ void test_f16() {
   check(f32_to_f16(1e6f) == 0x7c00 && f32_to_f16(-1e6f) == 0xfc00 && f32_to_f16(65519.0f) == 0x7bff, "f16 overflow");
   check(f32_to_f16(1e-10f) == 0 && f16_to_f32(1) == std::ldexp(1.0f, -24), "f16 subnormals");
 
-  // The active set's row converters agree with the scalar ones.
+  // Each set's row converters agree with the scalar ones.
+  const KernelSet* sets[8];
+  const int nsets = available_kernel_sets(sets, 8);
+  for (int set = 0; set < nsets; ++set) {
+  force_kernel_set(sets[set]);
   std::vector<float> xs(1003), back(1003), back2(1003);
   for (auto& v : xs) v = randn() * std::pow(10.0f, randu(-6.0f, 5.0f));
   xs[0] = 0.0f;
@@ -299,17 +304,25 @@ void test_f16() {
   std::vector<uint16_t> h(1003), hs(1003);
   f32_to_f16_row(xs.data(), h.data(), 1003);
   for (int i = 0; i < 1003; ++i) hs[i] = f32_to_f16(xs[i]);
-  check(h == hs, std::string("f32_to_f16_row (") + kernels_name() + ") vs scalar");
+  check(h == hs, std::string("f32_to_f16_row (") + kernels_detail() + ") vs scalar");
   f16_to_f32_row(h.data(), back.data(), 1003);
   for (int i = 0; i < 1003; ++i) back2[i] = f16_to_f32(h[i]);
-  check(std::memcmp(back.data(), back2.data(), 1003 * 4) == 0, std::string("f16_to_f32_row (") + kernels_name() + ") vs scalar");
+  check(std::memcmp(back.data(), back2.data(), 1003 * 4) == 0, std::string("f16_to_f32_row (") + kernels_detail() + ") vs scalar");
 
   // quantize_row_q8_0 of the active set is byte-identical to the reference.
   std::vector<float> x = random_activations(1, 1024);
   std::vector<block_q8_0> a(32), b(32);
   quantize_row_q8_0(x.data(), a.data(), 1024);
   quantize_row_q8_0_ref(x.data(), b.data(), 1024);
-  check(std::memcmp(a.data(), b.data(), sizeof(block_q8_0) * 32) == 0, std::string("quantize_row_q8_0 (") + kernels_name() + ") vs reference");
+  check(std::memcmp(a.data(), b.data(), sizeof(block_q8_0) * 32) == 0, std::string("quantize_row_q8_0 (") + kernels_detail() + ") vs reference");
+  // and the Q8_K activation quantizer too
+  std::vector<float> xk = random_activations(1, 1024);
+  std::vector<block_q8_K> ka(4), kb(4);
+  sets[set]->quantize_q8_K(xk.data(), ka.data(), 1024);
+  quantize_row_q8_K_ref(xk.data(), kb.data(), 1024);
+  check(std::memcmp(ka.data(), kb.data(), sizeof(block_q8_K) * 4) == 0, std::string("quantize_q8_K (") + kernels_detail() + ") vs reference");
+  }
+  force_kernel_set(nullptr);
 }
 
 void test_pool() {
@@ -339,7 +352,11 @@ void test_pool() {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  std::printf("kernels: %s\n", kernels_name());
+  const KernelSet* sets[8];
+  const int nsets = available_kernel_sets(sets, 8);
+  std::printf("kernels: %s (%s); testing", kernels_name(), kernels_detail());
+  for (int i = 0; i < nsets; ++i) std::printf(" %s", sets[i]->detail);
+  std::printf("\n");
   test_pool();
   test_f16();
   ThreadPool p2(2), p3(3);
@@ -353,6 +370,11 @@ int main(int argc, char** argv) {
   for (DType t : types) {
     const bool k = block_elements(t) == 256;
     for (const Shape& s : (k ? kshapes : small)) test_type(t, s.rows, s.cols, pools);
+    if (block_elements(t) == 1) {  // F32/F16 rows of any length (vector tails)
+      test_type(t, 3, 37, pools);
+      test_type(t, 50, 13, pools);
+      test_type(t, 9, 1, pools);
+    }
     if (!quick) test_type(t, 259, k ? 1024 : 1056, pools);
   }
   std::printf("kernels-test: %d checks, %d failures\n", g_checks, g_failures);
