@@ -3,7 +3,7 @@
 export { createGatewayApp, gatewayUrl, DEFAULT_BODY_LIMIT_BYTES, DEFAULT_GATEWAY_PORT, type GatewayOptions } from './app.js';
 export { GatewayModule, type GatewayModuleOptions } from './gateway.module.js';
 export * from './pipeline/pipeline-client.js';
-export { listLocalModels, findLocalModel, batonModelsDir, ollamaModelsDir, type LocalModelsOptions } from './models/local-models.js';
+export { listLocalModels, findLocalModel, batonModelsDir, ollamaModelsDirs, type LocalModelsOptions } from './models/local-models.js';
 export { StopMatcher, type StopResult } from './generation/stop-matcher.js';
 export { CompletionService, FALLBACK_MAX_TOKENS, type PreparedGeneration, type TextEvent } from './generation/completion.service.js';
 export { OpenAIHttpError } from './http/openai-error.js';

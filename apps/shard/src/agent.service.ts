@@ -117,6 +117,7 @@ export class NodeAgentService implements OnApplicationBootstrap, OnModuleDestroy
       startedAtMs: previous?.startedAtMs ?? Date.now(),
       status: previous?.status ?? 'idle',
       ...(previous?.servingPlanId ? { servingPlanId: previous.servingPlanId } : {}),
+      ...(previous?.kv ? { kv: previous.kv } : {}),
     };
   }
 }

@@ -41,6 +41,14 @@ export class LocalModelDto {
   @IsOptional() @IsString() @MaxLength(64) fileType?: string;
 }
 
+/** The node's KV pool for the stage it serves (blocks of `blockTokens` token positions). */
+export class KvUsageDto {
+  @IsInt() @Min(0) blocksTotal!: number;
+  @IsInt() @Min(0) blocksUsed!: number;
+  @IsInt() @Min(1) blockTokens!: number;
+  @IsInt() @Min(0) sequences!: number;
+}
+
 export class NodeAnnouncementDto {
   @Matches(ID_PATTERN) id!: NodeId;
   @IsString() @MaxLength(128) name!: string;
@@ -63,6 +71,7 @@ export class NodeAnnouncementDto {
   @IsOptional() @IsBoolean() draining?: boolean;
   /** The plan whose stage this node serves now (every layer loaded, next stage connected). */
   @IsOptional() @IsString() @MaxLength(64) servingPlanId?: string;
+  @IsOptional() @ValidateNested() @Type(() => KvUsageDto) kv?: KvUsageDto;
 }
 
 export type NodeAnnouncement = Omit<NodeAnnouncementDto, never>;

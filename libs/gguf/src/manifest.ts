@@ -9,6 +9,9 @@ import { GgufError, metaArrayLength, metaNumber, metaNumberOrArray, metaString }
 /** Architectures whose layer layout Baton's engine runs. Others are still described. */
 export const SUPPORTED_ARCHS: readonly string[] = ['llama', 'qwen2', 'qwen3'];
 
+/** More layers than any real model has (the largest have a few hundred): a corrupt header. */
+const MAX_LAYERS = 65536;
+
 /** Bytes of one KV row of `elements` values in a KV dtype (q8_0: 34 bytes per 32 values). */
 export function kvRowBytes(dtype: KvDType, elements: number): number {
   switch (dtype) {
@@ -45,6 +48,7 @@ export function manifestFromGguf(file: GgufFile): ModelManifest {
     return v;
   };
   const layers = need('block_count');
+  if (layers > MAX_LAYERS) throw new GgufError(`${file.path}: ${arch}.block_count is ${layers}; no model has more than ${MAX_LAYERS} layers, so the file is corrupt`);
   const embeddingLength = need('embedding_length');
   const headCountRaw = metaNumberOrArray(m, `${arch}.attention.head_count`);
   const headCount = need('attention.head_count');

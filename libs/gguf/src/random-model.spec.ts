@@ -3,10 +3,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readModelManifest } from './manifest.js';
+import { manifestFromGguf, readModelManifest } from './manifest.js';
 import { dequantize } from './quant.js';
 import { writeRandomModel, type RandomModelOptions } from './random-model.js';
-import { readGguf, readTensorBytes } from './reader.js';
+import { parseGguf, readGguf, readTensorBytes } from './reader.js';
 import { buildBpeVocab } from './tokenizer.js';
 import { GgmlType } from './types.js';
 import { arr, GgufError, metaNumber, metaString, str, u32 } from './values.js';
@@ -135,8 +135,33 @@ describe('readModelManifest', () => {
     const broken = await headerOnly('llama-no-ffn.gguf', (w) =>
       w.set('general.architecture', str('llama')).set('llama.block_count', u32(1)).set('llama.embedding_length', u32(64)).set('llama.attention.head_count', u32(4)));
     await expect(readModelManifest(broken)).rejects.toThrow(/llama.feed_forward_length is missing/);
+    const huge = await headerOnly('llama-huge.gguf', (w) =>
+      w.set('general.architecture', str('llama')).set('llama.block_count', u32(0x7fffffff)).set('llama.embedding_length', u32(64)).set('llama.attention.head_count', u32(4)).set('llama.feed_forward_length', u32(4)));
+    await expect(readModelManifest(huge)).rejects.toThrow(/block_count is 2147483647; no model has more than 65536 layers/);
     const none = await headerOnly('no-arch.gguf', () => undefined);
     await expect(readModelManifest(none)).rejects.toThrow(/general.architecture is missing/);
+  });
+
+  it('gives a manifest or a GgufError, nothing else, for randomly corrupted headers', async () => {
+    const result = await writeRandomModel(small('fuzz.gguf', { arch: 'qwen3', type: 'q8_0', layers: 2 }));
+    const bytes = readFileSync(result.path);
+    const headerEnd = parseGguf(bytes).dataOffset;
+    let seed = 99;
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
+    let described = 0;
+    for (let i = 0; i < 1500; i++) {
+      const copy = Buffer.from(bytes);
+      // Corrupt the metadata values and tensor infos (not the long token list in between).
+      const at = rand() < 0.5 ? Math.floor(rand() * 1200) : headerEnd - 1 - Math.floor(rand() * 2000);
+      copy[at] = Math.floor(rand() * 256);
+      try {
+        manifestFromGguf(parseGguf(copy, 'fuzz.gguf'));
+        described++;
+      } catch (error) {
+        if (!(error instanceof GgufError)) throw new Error(`byte ${at} → ${copy[at]}: ${(error as Error).stack}`);
+      }
+    }
+    expect(described).toBeGreaterThan(100);
   });
 
   it('reads per-layer KV head counts (arrays) and an Ollama-style file name without extension', async () => {

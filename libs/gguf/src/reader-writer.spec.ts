@@ -132,6 +132,7 @@ describe('GGUF reader on bad files', () => {
     const cases: [string, Buffer, RegExp][] = [
       ['not gguf', Buffer.from('PK\u0003\u0004 this is a zip file, not a model...'), /not a GGUF file/],
       ['tiny', Buffer.from('GGUF'), /too small/],
+      ['big-endian', Buffer.concat([Buffer.from('GGUF'), Buffer.from([0, 0, 0, 3]), Buffer.alloc(32)]), /big-endian/],
       ['version 1', Buffer.concat([Buffer.from('GGUF'), u32b(1), Buffer.alloc(32)]), /version 1 is not supported/],
       ['huge tensor count', Buffer.concat([header(1n << 62n, 0n), pad]), /tensor count .* more than this file/],
       ['huge kv count', Buffer.concat([header(0n, 1n << 40n), pad]), /metadata count .* more than this file/],

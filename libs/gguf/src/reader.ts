@@ -144,6 +144,9 @@ function parse(buf: Buffer, fileBytes: number, path: string): GgufFile {
     throw new GgufError(`${path} is not a GGUF file (it starts with ${JSON.stringify(buf.subarray(0, 4).toString('latin1'))}, not "GGUF")`);
   }
   const version = c.u32('version');
+  if (version === 0x02000000 || version === 0x03000000) {
+    throw new GgufError(`${path} is a big-endian GGUF file; Baton reads little-endian GGUF (what llama.cpp writes on every common machine)`);
+  }
   if (version !== 2 && version !== 3) {
     throw new GgufError(`${path}: GGUF version ${version} is not supported (this reader handles versions 2 and 3; re-convert the model with a current llama.cpp)`);
   }

@@ -796,9 +796,9 @@ export class KvCacheCore {
   }
 
   /**
-   * A shard no longer holds a sequence it was not told to free: an idle one is dropped (freed on
-   * the other shards), an orphan loses that stage's blocks, a running one is marked broken
-   * when `running` says its KV really was lost.
+   * A shard no longer holds a sequence it was not told to free: an idle one is dropped (its KV is
+   * incomplete), an orphan loses that stage's blocks, a running one is marked broken when
+   * `runningLost` says its KV really was lost.
    */
   private lostOnShard(s: number, record: KvSequenceRecord, runningLost: boolean): KvShardCommand[] {
     if (record.state === 'running') {
@@ -810,10 +810,9 @@ export class KvCacheCore {
       if (record.blocks.every((blocks) => blocks === 0)) this.forget(record);
       return [];
     }
-    const commands = this.drop(record);
-    // This shard already holds nothing for it.
-    this.shards[s]!.pendingFree.delete(record.sequenceId);
-    return commands.filter((command) => command.stage !== s);
+    // Freed everywhere, that shard included: its report may be old, and by now later commands
+    // or stores may have put the id back there (every free is confirmed, held or not).
+    return this.drop(record);
   }
 
   private applyToMirror(shard: KvShardMirror, event: KvShardEvent): KvShardCommand[] {

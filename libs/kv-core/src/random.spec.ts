@@ -167,7 +167,6 @@ function runScenario(seed: number, steps: number): { admitted: number; reused: n
       what = 're-send awaited dumps';
       cluster.send(core.awaitedDumps());
     }
-    if (process.env.KV_TRACE) { const q = core.sequence(6 as SequenceId); console.log('STEP', step, what, JSON.stringify(q), running.has(6 as SequenceId), cluster.shards.map((sh) => JSON.stringify(sh.pool.get(6 as SequenceId) ?? null)).join(' ')); }
     check(step, what);
   }
 

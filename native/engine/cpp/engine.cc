@@ -223,7 +223,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options, std::string* 
                             (options.kv_dtype == KvDType::F32 ? 4.0 : 2.0);
     const double rows = static_cast<double>(options.max_batch_tokens);
     const double scratch = 4.0 * (rows * (3.0 * c.n_embd + 3.0 * c.n_head * c.head_dim + 2.0 * kv_dim_d + 2.0 * c.n_ff) + 16.0 * c.n_vocab +
-                                  options.threads * (2.0 * max_context * c.head_dim + 64.0 * max_context));
+                                  options.threads * (64.0 * max_context + c.head_dim * max_context));
     const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
     if (physical > 0 && kv_bytes + scratch > physical) {
       *error = "this engine would need " + std::to_string(static_cast<int64_t>(kv_bytes / 1048576)) + " MiB of KV cache and " +
@@ -251,12 +251,13 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options, std::string* 
     e->row_position_.assign(B, 0);
     e->pool_ = std::make_unique<ThreadPool>(options.threads);
     e->attn_scratch_.resize(e->pool_->size());
+    const bool gather_v = options.kv_dtype == KvDType::Q8_0;
     for (auto& s : e->attn_scratch_) {
-      s.k.assign(C * c.head_dim, 0);
-      s.vt.assign(C * c.head_dim, 0);
       s.q.assign(kQueryRows * c.head_dim, 0);
       s.s.assign(kQueryRows * C, 0);
       s.o.assign(kQueryRows * c.head_dim, 0);
+      s.part.assign(kQueryRows * (KvPool::kBlockTokens + c.head_dim), 0);
+      if (gather_v) s.vt.assign(c.head_dim * C, 0);
       s.row.assign(c.head_dim, 0);
     }
   } catch (const std::bad_alloc&) {
@@ -266,7 +267,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& options, std::string* 
   }
   uint64_t floats = e->x_.size() + e->xb_.size() + e->xb2_.size() + e->q_.size() + e->att_.size() + e->k_.size() + e->v_.size() +
                     e->hb_.size() + e->hb2_.size() + e->logits_.size();
-  for (const auto& s : e->attn_scratch_) floats += s.k.size() + s.vt.size() + s.q.size() + s.s.size() + s.o.size() + s.row.size();
+  for (const auto& s : e->attn_scratch_) floats += s.q.size() + s.s.size() + s.o.size() + s.part.size() + s.vt.size() + s.row.size();
   e->scratch_bytes_ = floats * sizeof(float);
   return e;
 }
@@ -594,9 +595,12 @@ void Engine::run_chunk(const ForwardRequest& req, const std::vector<int64_t>& se
   }
 }
 
-// Causal attention of the chunk's rows over their sequences' KV, one task per (sequence, KV
-// head) spread over the pool. Per task: gather K [L][hd] and Vᵀ [hd][L] as f32, then for each
-// block of query rows S = K·q (the kernels' f32 matmul), scale, mask, softmax, O = Vᵀ·S.
+// Causal attention of the chunk's rows over their sequences' KV, read in place from the pool's
+// blocks. One task per (sequence, KV head, block of query rows), spread over the pool:
+//   S = K_g · q          one kernel matmul per 16-position block of K rows (f32/f16/q8_0)
+//   S = softmax(S · scale) with the causal mask
+//   O = Vᵀ_g · S         f32/f16 caches keep V transposed per block: one matmul per block;
+//                        a q8_0 cache's V rows are dequantized and transposed first.
 void Engine::attention(int li, const std::vector<ChunkSegment>& chunk) {
   const ModelConfig& c = config_;
   const int64_t hd = c.head_dim;
@@ -604,59 +608,88 @@ void Engine::attention(int li, const std::vector<ChunkSegment>& chunk) {
   const int64_t q_dim = c.n_head * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const DType kv_type = kv_.row_type();
-  const size_t head_offset = row_bytes(kv_type, hd);
+  const size_t kv_row_bytes = kv_.row_bytes();
+  const size_t head_k_offset = row_bytes(kv_type, hd);                 // bytes of one head's slice of a K row
+  const size_t elem_bytes = kv_type == DType::F32 ? 4 : 2;              // transposed V element (f32/f16)
   const int64_t tokens_per_block = std::max<int64_t>(1, kQueryRows / group);
-  const int64_t n_tasks = static_cast<int64_t>(chunk.size()) * c.n_head_kv;
+  constexpr int64_t B = KvPool::kBlockTokens;
 
-  auto task = [&](int64_t t, AttentionScratch& s) {
-    const ChunkSegment& cs = chunk[t / c.n_head_kv];
-    const int g = static_cast<int>(t % c.n_head_kv);
-    const int64_t L = cs.first_position + cs.n_rows;  // keys [0, L)
-    for (int64_t p = 0; p < L; ++p) {
-      dequantize_row(Matrix{kv_type, 1, hd, kv_.k_row(cs.sequence_id, li, p) + g * head_offset, head_offset}, 0, s.k.data() + p * hd);
-      dequantize_row(Matrix{kv_type, 1, hd, kv_.v_row(cs.sequence_id, li, p) + g * head_offset, head_offset}, 0, s.row.data());
-      for (int64_t d = 0; d < hd; ++d) s.vt[d * L + p] = s.row[d];
+  struct Task {
+    const ChunkSegment* cs;
+    int g;
+    int64_t j0;
+  };
+  std::vector<Task> tasks;
+  for (const ChunkSegment& cs : chunk) {
+    for (int64_t j0 = 0; j0 < cs.n_rows; j0 += tokens_per_block)
+      for (int g = 0; g < c.n_head_kv; ++g) tasks.push_back({&cs, g, j0});
+  }
+  auto run = [&](const Task& task, AttentionScratch& s) {
+    const ChunkSegment& cs = *task.cs;
+    const int g = task.g;
+    const int64_t j0 = task.j0;
+    const int64_t nj = std::min(tokens_per_block, cs.n_rows - j0);
+    const int64_t rows = nj * group;
+    const int64_t Lb = cs.first_position + j0 + nj;  // keys [0, position of the last query]
+    const int32_t* blocks = kv_.block_ids(cs.sequence_id);
+    const int64_t n_blocks = (Lb + B - 1) / B;
+    for (int64_t j = 0; j < nj; ++j) {
+      const float* q = q_.data() + (cs.row_begin + j0 + j) * q_dim + static_cast<int64_t>(g) * group * hd;
+      std::memcpy(s.q.data() + j * group * hd, q, sizeof(float) * group * hd);
     }
-    for (int64_t j0 = 0; j0 < cs.n_rows; j0 += tokens_per_block) {
-      const int64_t nj = std::min(tokens_per_block, cs.n_rows - j0);
-      const int64_t rows = nj * group;
-      // Keys this block of queries can see: [0, position of its last query].
-      const int64_t Lb = cs.first_position + j0 + nj;
-      const Matrix k_mat{DType::F32, Lb, hd, s.k.data(), static_cast<size_t>(hd) * 4};
-      const Matrix vt_mat{DType::F32, hd, Lb, s.vt.data(), static_cast<size_t>(L) * 4};
-      for (int64_t j = 0; j < nj; ++j) {
-        const float* q = q_.data() + (cs.row_begin + j0 + j) * q_dim + static_cast<int64_t>(g) * group * hd;
-        std::memcpy(s.q.data() + j * group * hd, q, sizeof(float) * group * hd);
-      }
-      matmul(k_mat, s.q.data(), rows, s.s.data(), nullptr);
-      for (int64_t j = 0; j < nj; ++j) {
-        const int64_t visible = cs.first_position + j0 + j + 1;  // keys [0, position]
-        for (int h = 0; h < group; ++h) {
-          float* row = s.s.data() + (j * group + h) * Lb;
-          float max = -INFINITY;
-          for (int64_t p = 0; p < visible; ++p) {
-            row[p] *= scale;
-            max = std::max(max, row[p]);
-          }
-          double sum = 0;
-          for (int64_t p = 0; p < visible; ++p) {
-            row[p] = std::exp(row[p] - max);
-            sum += row[p];
-          }
-          const float inv = static_cast<float>(1.0 / sum);
-          for (int64_t p = 0; p < visible; ++p) row[p] *= inv;
-          for (int64_t p = visible; p < Lb; ++p) row[p] = 0;
+    // Scores, block by block.
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t n = std::min(B, Lb - b * B);
+      const uint8_t* k = kv_.part(blocks[b], li, 0) + g * head_k_offset;
+      matmul(Matrix{kv_type, n, hd, k, kv_row_bytes}, s.q.data(), rows, s.part.data(), nullptr);
+      for (int64_t r = 0; r < rows; ++r) std::memcpy(s.s.data() + r * Lb + b * B, s.part.data() + r * n, sizeof(float) * n);
+    }
+    for (int64_t j = 0; j < nj; ++j) {
+      const int64_t visible = cs.first_position + j0 + j + 1;  // keys [0, position]
+      for (int h = 0; h < group; ++h) {
+        float* row = s.s.data() + (j * group + h) * Lb;
+        float max = -INFINITY;
+        for (int64_t p = 0; p < visible; ++p) {
+          row[p] *= scale;
+          max = std::max(max, row[p]);
         }
+        double sum = 0;
+        for (int64_t p = 0; p < visible; ++p) {
+          row[p] = std::exp(row[p] - max);
+          sum += row[p];
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        for (int64_t p = 0; p < visible; ++p) row[p] *= inv;
+        for (int64_t p = visible; p < Lb; ++p) row[p] = 0;
       }
-      matmul(vt_mat, s.s.data(), rows, s.o.data(), nullptr);
-      for (int64_t j = 0; j < nj; ++j) {
-        float* out = att_.data() + (cs.row_begin + j0 + j) * q_dim + static_cast<int64_t>(g) * group * hd;
-        std::memcpy(out, s.o.data() + j * group * hd, sizeof(float) * group * hd);
+    }
+    if (kv_.v_transposed()) {
+      std::fill(s.o.begin(), s.o.begin() + rows * hd, 0.0f);
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        const int64_t n = std::min(B, Lb - b * B);
+        float* weights = s.part.data();
+        for (int64_t r = 0; r < rows; ++r) std::memcpy(weights + r * n, s.s.data() + r * Lb + b * B, sizeof(float) * n);
+        const uint8_t* v = kv_.part(blocks[b], li, 1) + static_cast<size_t>(g) * hd * B * elem_bytes;
+        float* out = s.part.data() + rows * B;  // after the weights
+        matmul(Matrix{kv_type, hd, n, v, B * elem_bytes}, weights, rows, out, nullptr);
+        for (int64_t i = 0; i < rows * hd; ++i) s.o[i] += out[i];
       }
+    } else {
+      for (int64_t p = 0; p < Lb; ++p) {
+        const uint8_t* v = kv_.part(blocks[p / B], li, 1) + (p % B) * kv_row_bytes + g * head_k_offset;
+        dequantize_row(Matrix{kv_type, 1, hd, v, head_k_offset}, 0, s.row.data());
+        for (int64_t d = 0; d < hd; ++d) s.vt[d * Lb + p] = s.row[d];
+      }
+      matmul(Matrix{DType::F32, hd, Lb, s.vt.data(), static_cast<size_t>(Lb) * 4}, s.s.data(), rows, s.o.data(), nullptr);
+    }
+    for (int64_t j = 0; j < nj; ++j) {
+      float* out = att_.data() + (cs.row_begin + j0 + j) * q_dim + static_cast<int64_t>(g) * group * hd;
+      std::memcpy(out, s.o.data() + j * group * hd, sizeof(float) * group * hd);
     }
   };
+  const int64_t n_tasks = static_cast<int64_t>(tasks.size());
   pool_->run([&](int ith, int nth) {
-    for (int64_t t = ith; t < n_tasks; t += nth) task(t, attn_scratch_[ith]);
+    for (int64_t t = ith; t < n_tasks; t += nth) run(tasks[t], attn_scratch_[ith]);
   });
 }
 

@@ -159,12 +159,12 @@ class Engine {
   std::vector<float> hb_, hb2_;       // [B][n_ff]
   std::vector<float> logits_;         // [kHeadRows][n_vocab] (sampling)
   struct AttentionScratch {
-    std::vector<float> k;    // [C][head_dim]
-    std::vector<float> vt;   // [head_dim][C]
-    std::vector<float> q;    // [kQueryRows][head_dim]
-    std::vector<float> s;    // [kQueryRows][C]
-    std::vector<float> o;    // [kQueryRows][head_dim]
-    std::vector<float> row;  // [head_dim]
+    std::vector<float> q;      // [kQueryRows][head_dim]: the query rows of one KV head
+    std::vector<float> s;      // [kQueryRows][C]: scores, then softmax weights
+    std::vector<float> o;      // [kQueryRows][head_dim]: output
+    std::vector<float> part;   // [kQueryRows][16 + head_dim]: one block's scores, or weights then output
+    std::vector<float> vt;     // [head_dim][C]: q8_0 cache only: the head's values, f32, transposed
+    std::vector<float> row;    // [head_dim]
   };
   std::vector<AttentionScratch> attn_scratch_;  // one per thread
   std::vector<std::pair<float, int32_t>> sample_scratch_;

@@ -278,8 +278,23 @@ void KvPool::encode_row(const float* src, uint8_t* dst) const {
 void KvPool::write(uint32_t seq, int layer, int64_t pos, const float* k, const float* v) {
   const Sequence& s = sequences_.at(seq);
   encode_row(k, row(s, layer, 0, pos));
-  encode_row(v, row(s, layer, 1, pos));
+  if (!v_transposed()) {
+    encode_row(v, row(s, layer, 1, pos));
+    return;
+  }
+  uint8_t* part = row(s, layer, 1, pos - pos % kBlockTokens);
+  const int64_t j = pos % kBlockTokens;
+  if (dtype_ == KvDType::F32) {
+    float* dst = reinterpret_cast<float*>(part);
+    for (int64_t d = 0; d < kv_dim_; ++d) dst[d * kBlockTokens + j] = v[d];
+  } else {
+    uint16_t* dst = reinterpret_cast<uint16_t*>(part);
+    for (int64_t d = 0; d < kv_dim_; ++d) dst[d * kBlockTokens + j] = f32_to_f16(v[d]);
+  }
 }
+
+const uint8_t* KvPool::k_block(uint32_t seq, int layer, int64_t block) const { return row(sequences_.at(seq), layer, 0, block * kBlockTokens); }
+const uint8_t* KvPool::v_block(uint32_t seq, int layer, int64_t block) const { return row(sequences_.at(seq), layer, 1, block * kBlockTokens); }
 
 const uint8_t* KvPool::k_row(uint32_t seq, int layer, int64_t pos) const { return row(sequences_.at(seq), layer, 0, pos); }
 const uint8_t* KvPool::v_row(uint32_t seq, int layer, int64_t pos) const { return row(sequences_.at(seq), layer, 1, pos); }

@@ -74,7 +74,20 @@ class KvPool {
   bool begin_write(uint32_t seq, int64_t first, int64_t n, std::string* error);
   // Writes one position's K and V (f32, kv_dim each) for local layer `layer`.
   void write(uint32_t seq, int layer, int64_t pos, const float* k, const float* v);
-  // Rows of position `pos` (must be < length) for local layer `layer`.
+  // Block layout, per layer of the range: K as 16 rows of kv_dim elements (row_bytes() apart);
+  // V the same for q8_0, but transposed for f32/f16 (kv_dim rows of 16 positions), so attention
+  // can multiply the softmax weights by a V block as one matrix-vector product.
+  bool v_transposed() const { return dtype_ != KvDType::Q8_0; }
+  // The K / V part of block `block` (index into the sequence's block table) for local layer `layer`.
+  const uint8_t* k_block(uint32_t seq, int layer, int64_t block) const;
+  const uint8_t* v_block(uint32_t seq, int layer, int64_t block) const;
+  // The same through a block table (for loops over many blocks): the sequence's block ids, and
+  // the K (kv 0) or V (kv 1) part of a block id.
+  const int32_t* block_ids(uint32_t seq) const { return sequences_.at(seq).blocks.data(); }
+  const uint8_t* part(int32_t block_id, int layer, int kv) const {
+    return memory_ + static_cast<size_t>(block_id) * block_bytes_ + (static_cast<size_t>(layer) * 2 + kv) * kBlockTokens * row_bytes_;
+  }
+  // Row of position `pos` (< length): K always; V only when !v_transposed().
   const uint8_t* k_row(uint32_t seq, int layer, int64_t pos) const;
   const uint8_t* v_row(uint32_t seq, int layer, int64_t pos) const;
   // Token ids by position (−1 where unknown), kept for sampling penalties.

@@ -1,8 +1,8 @@
 // Shared fixtures for the engine tests: small random models written once per test file.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeRandomModel, type RandomModelArch, type RandomModelType } from '@baton/gguf';
+import { GgufWriter, readGguf, writeRandomModel, type GgufValue, type RandomModelArch, type RandomModelType } from '@baton/gguf';
 
 export interface ModelSpec {
   arch: RandomModelArch;
@@ -59,3 +59,22 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 export const PROMPT = [1, 17, 200, 33, 45, 101, 7, 256, 300, 12, 99, 5];
+
+/**
+ * Rewrites a GGUF with extra metadata and extra F32 tensors (e.g. rope_freqs.weight, which the
+ * random-model writer does not make), copying every existing tensor's bytes.
+ */
+export async function rewriteModel(src: string, out: string, extraMetadata: Record<string, GgufValue>, extraTensors: { name: string; values: Float32Array }[]): Promise<string> {
+  const file = await readGguf(src);
+  const bytes = readFileSync(src);
+  const writer = new GgufWriter({ alignment: file.alignment });
+  for (const [key, value] of file.metadata) if (key !== 'general.alignment') writer.set(key, value);
+  for (const [key, value] of Object.entries(extraMetadata)) writer.set(key, value);
+  for (const t of file.tensors) writer.addTensor(t.name, t.dims, t.type);
+  for (const t of extraTensors) writer.addTensor(t.name, [t.values.length], 0);
+  await writer.open(out);
+  for (const t of file.tensors) await writer.writeTensorData(bytes.subarray(t.fileOffset, t.fileOffset + t.bytes));
+  for (const t of extraTensors) await writer.writeTensorData(new Uint8Array(t.values.buffer, t.values.byteOffset, t.values.byteLength));
+  await writer.close();
+  return out;
+}

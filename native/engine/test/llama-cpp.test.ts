@@ -12,7 +12,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LlamaRef } from '@baton/llama-ref';
 import { Engine } from '../src/index.js';
-import { ModelDir, PROMPT, maxAbsDiff, softmax, type ModelSpec } from './helpers.js';
+import { join } from 'node:path';
+import { f32, str } from '@baton/gguf';
+import { ModelDir, PROMPT, maxAbsDiff, rewriteModel, softmax, type ModelSpec } from './helpers.js';
 
 const ARCHS = ['llama', 'qwen2', 'qwen3'] as const;
 const TYPES = ['f32', 'f16', 'q8_0', 'q4_0', 'q4_k'] as const;
@@ -79,5 +81,26 @@ describe('engine vs llama.cpp with F16 KV caches', () => {
     await engine.close();
     const theirs = await ref.nextTokenProbabilities(path, PROMPT, { kvType: 'f16' });
     expect(maxAbsDiff(softmax(out.logits!), theirs)).toBeLessThan(0.05);
+  });
+});
+
+describe('engine vs llama.cpp: RoPE variants', () => {
+  // Llama 3.1's per-pair frequency factors (rope_freqs.weight) and linear RoPE scaling, on an F32
+  // llama model rewritten with them; the same bounds as the plain F32 models.
+  it.each(['rope_freqs', 'linear scaling'] as const)('%s', async (variant) => {
+    const base = await models.model({ arch: 'llama', type: 'f32' });
+    const headDim = 16; // shapeFor(llama f32): dim 64 / 4 heads
+    const out = join(models.dir, `llama-${variant.replace(' ', '-')}.gguf`);
+    const path =
+      variant === 'rope_freqs'
+        ? await rewriteModel(base, out, {}, [{ name: 'rope_freqs.weight', values: Float32Array.from({ length: headDim / 2 }, (_, i) => 1 + i * 0.75) }])
+        : await rewriteModel(base, out, { 'llama.rope.scaling.type': str('linear'), 'llama.rope.scaling.factor': f32(4) }, []);
+    const mine = await ours(path);
+    const theirs = await ref.nextTokenProbabilities(path, PROMPT, { kvType: 'f32' });
+    expect(maxAbsDiff(mine.probs, theirs)).toBeLessThan(1e-4);
+    expect(mine.greedy).toEqual(await ref.greedyTokens(path, PROMPT, STEPS, { kvType: 'f32' }));
+    // And the variant matters: the plain model's distribution differs.
+    const plain = await ours(base);
+    expect(maxAbsDiff(mine.probs, plain.probs)).toBeGreaterThan(1e-3);
   });
 });

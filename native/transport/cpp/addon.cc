@@ -2,6 +2,7 @@
 // into plain structs, and turns I/O-loop events into one JS call per wake-up through a single
 // ThreadSafeFunction. Received payloads of 64 KB and more are handed over without a copy as
 // external Buffers whose finalizer frees the native allocation.
+#include <dlfcn.h>
 #include <napi.h>
 
 #include <memory>
@@ -38,12 +39,23 @@ class Addon : public EventSink {
   void deliver_now() {
     if (delivering_) return;  // re-entered from JS: the loop below picks the events up
     delivering_ = true;
-    Napi::HandleScope scope(env_);
+    napi_handle_scope raw_scope = nullptr;
+    bool scoped = napi_open_handle_scope(env_, &raw_scope) == napi_ok;
+    if (!scoped || stopped_ || !can_run_js()) {
+      // The environment is shutting down (process.exit in a worker, …): drop what arrived.
+      std::vector<Event> dropped;
+      loop_->take_events(dropped);
+      for (auto& event : dropped) std::free(event.payload);
+      if (scoped) napi_close_handle_scope(env_, raw_scope);
+      delivering_ = false;
+      return;
+    }
     try {
-      while (loop_->has_events()) deliver(env_, dispatch_.Value());
+      while (!stopped_ && loop_->has_events()) deliver(env_, dispatch_.Value());
     } catch (const Napi::Error& error) {
       napi_fatal_exception(env_, error.Value());
     }
+    napi_close_handle_scope(env_, raw_scope);
     delivering_ = false;
   }
 
@@ -54,6 +66,7 @@ class Addon : public EventSink {
     if (uv_mode) {
       env_ = env;
       dispatch_ = Napi::Persistent(dispatch);
+      noop_ = Napi::Persistent(Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return info.Env().Undefined(); }));
       context_ = std::make_unique<Napi::AsyncContext>(env, "baton-transport");
       uv_loop_t* uv_loop = nullptr;
       if (napi_get_uv_event_loop(env, &uv_loop) != napi_ok) throw Napi::Error::New(env, "no libuv loop");
@@ -66,6 +79,14 @@ class Addon : public EventSink {
   }
 
   bool uv_mode() const { return uv_mode_; }
+
+  // Calls a JS no-op through the raw C API: fails (without throwing) once JS can no longer run.
+  bool can_run_js() {
+    napi_value global, noop, result;
+    if (napi_get_global(env_, &global) != napi_ok) return false;
+    if (napi_get_reference_value(env_, noop_, &noop) != napi_ok || noop == nullptr) return false;
+    return napi_call_function(env_, global, noop, 0, nullptr, &result) == napi_ok;
+  }
 
   IoLoop* loop(Napi::Env env) {
     if (!loop_) throw Napi::Error::New(env, "transport not initialised");
@@ -127,15 +148,30 @@ class Addon : public EventSink {
           list.Set(slot++, env.Undefined());
       }
     }
-    if (uv_mode_) dispatch.MakeCallback(env.Global(), {list, headers}, *context_);
-    else dispatch.Call({list, headers});
+    // Raw calls: a JS handler may end the environment (process.exit in a worker), after which
+    // the wrappers' error path itself cannot run.
+    napi_value argv[2] = {list, headers};
+    napi_value result;
+    napi_status status = uv_mode_ ? napi_make_callback(env, *context_, env.Global(), dispatch, 2, argv, &result)
+                                  : napi_call_function(env, env.Global(), dispatch, 2, argv, &result);
+    if (status == napi_pending_exception) {
+      napi_value exception;
+      if (napi_get_and_clear_last_exception(env, &exception) == napi_ok) napi_fatal_exception(env, exception);
+    }
+    if (status != napi_ok) stopped_ = true;
   }
+
+ public:
+  bool stopped_ = false;
+
+ private:
 
   std::unique_ptr<IoLoop> loop_;
   bool uv_mode_ = false;
   bool delivering_ = false;
   Napi::Env env_ = Napi::Env(nullptr);
   Napi::FunctionReference dispatch_;
+  Napi::FunctionReference noop_;
   std::unique_ptr<Napi::AsyncContext> context_;
   std::atomic<bool> call_pending_{false};
   bool started_ = false;
@@ -365,7 +401,19 @@ Napi::Value HmacSha256(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// libuv may run our close callbacks after a worker's environment is gone and Node has dlclose'd
+// the addon: pin this library in memory for the life of the process.
+void pin_library() {
+  static bool pinned = false;
+  if (pinned) return;
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&pin_library), &info) != 0 && info.dli_fname) {
+    pinned = dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE) != nullptr;
+  }
+}
+
 Napi::Object Module(Napi::Env env, Napi::Object exports) {
+  pin_library();
   env.SetInstanceData<Addon>(new Addon());
   exports.Set("init", Napi::Function::New(env, Init));
   exports.Set("ref", Napi::Function::New(env, Ref));

@@ -212,19 +212,25 @@ IoLoop::~IoLoop() {
   std::lock_guard<std::mutex> lock(table_mutex_);
   for (auto& entry : connections_) {
     std::lock_guard<std::mutex> connection_lock(entry.second->mutex);
-    if (entry.second->poll) uv_poll_stop(entry.second->poll);
+    detach(*entry.second);
     if (entry.second->fd >= 0) ::close(entry.second->fd);
     entry.second->fd = -1;
   }
   for (auto& entry : listeners_) {
-    if (entry.second->poll) uv_poll_stop(entry.second->poll);
+    if (entry.second->poll) {
+      uv_poll_stop(entry.second->poll);
+      uv_close(reinterpret_cast<uv_handle_t*>(entry.second->poll), free_poll_handle);
+    }
     if (entry.second->fd >= 0) ::close(entry.second->fd);
     if (!entry.second->unix_path.empty()) unlink(entry.second->unix_path.c_str());
   }
   for (auto& event : events_) std::free(event.payload);
   if (uv_) {
-    // The environment is being torn down: handles are closed with the loop, memory is left to exit.
+    // The environment is being torn down: close our handles (their memory is freed by the close
+    // callbacks if the loop runs again, else left to process exit).
     uv_timer_stop(uv_timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(uv_timer_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+    uv_close(reinterpret_cast<uv_handle_t*>(uv_async_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_async_t*>(handle); });
     return;
   }
   ::close(wake_pipe_[0]);

@@ -32,7 +32,7 @@ export const upCommand: CommandSpec = {
     sequences: { type: 'string', value: 'N', description: 'Concurrent sequences the KV cache holds', default: '8' },
     'kv-dtype': { type: 'string', value: 'TYPE', description: 'KV cache type: f16, q8_0 or f32', default: 'f16' },
     objective: { type: 'string', value: 'OBJ', description: 'Placement objective: throughput or latency', default: 'throughput' },
-    stages: { type: 'string', value: 'N', description: 'Pipeline stages (0 = the planner chooses)', default: 'one per shard' },
+    stages: { type: 'string', value: 'N', description: 'Pipeline stages (default: one per shard; 0 = the planner chooses)' },
   },
   examples: ['baton up', 'baton up --shards 3 --model ~/.ollama/models/blobs/sha256-…', 'baton up --redis redis://127.0.0.1:6390'],
   async run(ctx) {

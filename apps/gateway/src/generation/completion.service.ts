@@ -3,7 +3,7 @@
 // back into text (incremental UTF-8 decoding, stop strings cut out). Streaming and non-streaming
 // responses both consume `run()`.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import {
   ChatCompletionRequestDto, CompletionRequestDto, validateDto,
   type ChatMessageDto, type CompletionUsage, type OpenAIFinishReason, type SamplingRequestDto,
@@ -78,6 +78,8 @@ function contentText(content: ChatMessageDto['content']): string {
 
 @Injectable()
 export class CompletionService {
+  private readonly logger = new Logger('Completions');
+
   constructor(
     private readonly pipeline: PipelineClient,
     private readonly texts: ModelTextCache,
@@ -128,6 +130,9 @@ export class CompletionService {
     let cachedTokens = 0;
     let finishReason: OpenAIFinishReason | null = null;
     let ended = false;
+    let outcome = 'client disconnected';
+    const startedAt = performance.now();
+    let firstTokenAt: number | null = null;
     const iterator = this.pipeline
       .generate({
         modelId: prepared.model,
@@ -168,6 +173,7 @@ export class CompletionService {
           break;
         }
         completionTokens++;
+        firstTokenAt ??= performance.now();
         const piece = matcher.push(decoder.push(event.tokenId));
         if (piece.text) yield { type: 'text', text: piece.text };
         if (piece.stopped) {
@@ -189,6 +195,7 @@ export class CompletionService {
         if (text) yield { type: 'text', text };
       }
       const promptCount = prepared.promptTokens.length;
+      outcome = finishReason!;
       yield {
         type: 'end',
         finishReason: finishReason!,
@@ -199,7 +206,11 @@ export class CompletionService {
           prompt_tokens_details: { cached_tokens: cachedTokens },
         },
       };
+    } catch (error) {
+      outcome = `failed: ${(error as Error).message}`;
+      throw error;
     } finally {
+      this.logRequest(prepared, outcome, completionTokens, startedAt, firstTokenAt);
       signal.removeEventListener('abort', onAbort);
       if (!ended) controller.abort(signal.aborted ? signal.reason : new Error('generation ended by the gateway'));
       void Promise.resolve(iterator.return?.()).catch(() => undefined);
@@ -214,6 +225,14 @@ export class CompletionService {
       else return { text, finishReason: event.finishReason, usage: event.usage };
     }
     return null;
+  }
+
+  /** One line per generation: tokens, outcome, time to first token and decode rate. */
+  private logRequest(p: PreparedGeneration, outcome: string, completionTokens: number, startedAt: number, firstTokenAt: number | null): void {
+    const now = performance.now();
+    const ttft = firstTokenAt === null ? 'no tokens' : `TTFT ${(firstTokenAt - startedAt).toFixed(0)} ms`;
+    const rate = firstTokenAt !== null && completionTokens > 1 && now > firstTokenAt ? `, ${(((completionTokens - 1) * 1000) / (now - firstTokenAt)).toFixed(1)} tokens/s` : '';
+    this.logger.log(`${p.id} ${p.model}: ${p.promptTokens.length} prompt + ${completionTokens} completion tokens, ${outcome}, ${ttft}${rate}`);
   }
 
   // ---- preparation --------------------------------------------------------------------------

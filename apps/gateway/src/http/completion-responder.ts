@@ -29,7 +29,12 @@ export async function sendCompletion(service: CompletionService, prepared: Prepa
     if (prepared.stream) await stream(service, prepared, signal, traceparentOf(request), reply);
     else {
       const result = await service.collect(prepared, signal, traceparentOf(request));
-      if (result === null) return; // the client is gone
+      if (result === null) {
+        // the client is gone: nothing to send
+        reply.hijack();
+        reply.raw.destroy();
+        return;
+      }
       const body = prepared.kind === 'chat'
         ? chatCompletion(prepared, result.text, result.finishReason, result.usage)
         : textCompletion(prepared, result.text, result.finishReason, result.usage);

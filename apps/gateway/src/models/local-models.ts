@@ -1,9 +1,10 @@
 // GGUF files on this machine that could be served: *.gguf under $BATON_HOME/models (default
-// ~/.baton/models, two directory levels deep) and models in Ollama's store ($OLLAMA_MODELS or
-// ~/.ollama/models: manifests/<registry>/<namespace>/<model>/<tag> → blobs/sha256-<hex>). Each
+// ~/.baton/models, two directory levels deep) and models in Ollama's store ($OLLAMA_MODELS, else
+// ~/.ollama/models and /usr/share/ollama/.ollama/models:
+// manifests/<registry>/<namespace>/<model>/<tag> → blobs/sha256-<hex>). Each
 // file's header is read for its architecture, quantization and context length (cached by path,
 // mtime and size); a file whose header cannot be read is listed with the reason.
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, join, relative, sep } from 'node:path';
 import type { LocalModelFile } from '@baton/contracts';
@@ -12,7 +13,7 @@ import { manifestFromGguf, readGguf } from '@baton/gguf';
 export interface LocalModelsOptions {
   /** Baton's home (default $BATON_HOME or ~/.baton); models are read from <home>/models. */
   batonHome?: string;
-  /** Ollama's models directory (default $OLLAMA_MODELS or ~/.ollama/models); null to skip Ollama. */
+  /** Ollama's models directory (default $OLLAMA_MODELS, else ~/.ollama/models and the Linux service's); null to skip Ollama. */
   ollamaModels?: string | null;
   env?: NodeJS.ProcessEnv;
 }
@@ -28,10 +29,16 @@ export function batonModelsDir(options: LocalModelsOptions = {}): string {
   return join(home, 'models');
 }
 
-export function ollamaModelsDir(options: LocalModelsOptions = {}): string | null {
-  if (options.ollamaModels === null) return null;
+/** Where the Linux install script's system service keeps its models. */
+const OLLAMA_SYSTEM_MODELS = '/usr/share/ollama/.ollama/models';
+
+/** Ollama model directories to scan: the one given, else $OLLAMA_MODELS, else ~/.ollama/models and the Linux service's. */
+export function ollamaModelsDirs(options: LocalModelsOptions = {}): string[] {
+  if (options.ollamaModels === null) return [];
+  if (options.ollamaModels !== undefined) return [options.ollamaModels];
   const env = options.env ?? process.env;
-  return options.ollamaModels ?? (env.OLLAMA_MODELS && env.OLLAMA_MODELS.trim() !== '' ? env.OLLAMA_MODELS : join(homedir(), '.ollama', 'models'));
+  if (env.OLLAMA_MODELS && env.OLLAMA_MODELS.trim() !== '') return [env.OLLAMA_MODELS];
+  return [join(homedir(), '.ollama', 'models'), OLLAMA_SYSTEM_MODELS];
 }
 
 type Header = Pick<LocalModelFile, 'arch' | 'fileType' | 'contextLength' | 'error'>;
@@ -136,18 +143,19 @@ async function scanOllama(root: string): Promise<LocalModelFile[]> {
 
 /**
  * Every GGUF file under $BATON_HOME/models and in Ollama's store, Baton's first, each group by
- * name. A file reachable both ways (e.g. a symlink to an Ollama blob) is listed once.
+ * name. Every name is listed (several Ollama tags often share one blob; a symlink in
+ * ~/.baton/models is its own name); a store reached twice is listed once.
  */
 export async function listLocalModels(options: LocalModelsOptions = {}): Promise<LocalModelFile[]> {
-  const ollama = ollamaModelsDir(options);
-  const [baton, fromOllama] = await Promise.all([scanBaton(batonModelsDir(options)), ollama ? scanOllama(ollama) : Promise.resolve([])]);
+  const [baton, ...fromOllamaDirs] = await Promise.all([scanBaton(batonModelsDir(options)), ...ollamaModelsDirs(options).map((dir) => scanOllama(dir))]);
+  const fromOllama = fromOllamaDirs.flat();
   const byName = (a: LocalModelFile, b: LocalModelFile) => a.name.localeCompare(b.name);
   const seen = new Set<string>();
   const out: LocalModelFile[] = [];
   for (const model of [...baton.sort(byName), ...fromOllama.sort(byName)]) {
-    const real = await realpath(model.path).catch(() => model.path);
-    if (seen.has(real)) continue;
-    seen.add(real);
+    const key = `${model.name}\0${model.path}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
     out.push(model);
   }
   return out;

@@ -36,6 +36,8 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
   private work: Promise<void> = Promise.resolve();
   private stopped = false;
   private computeMeasured = false;
+  private kvTimer: NodeJS.Timeout | undefined;
+  private kvLast = '';
 
   constructor(
     @Inject(CONTROL_PLANE_OPTIONS) private readonly cp: ControlPlaneOptions,
@@ -56,13 +58,31 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
     await this.agent.update({ endpoints: [{ kind: 'tcp', address: this.options.advertiseHost ?? '127.0.0.1', port: server.port }] });
     this.logger.log(`data plane listening on ${server.address}`);
     void this.follow();
+    this.kvTimer = setInterval(() => void this.reportKv(), 500);
   }
 
   async onModuleDestroy(): Promise<void> {
     this.stopped = true;
+    if (this.kvTimer) clearInterval(this.kvTimer);
     await this.work.catch(() => undefined);
     await this.unload();
     await this.server?.close();
+  }
+
+  /** Publishes the KV pool's use when it changed (for `baton nodes`, /v1/cluster and the KV manager). */
+  private async reportKv(): Promise<void> {
+    const loaded = this.loaded;
+    if (!loaded) return;
+    try {
+      const stats = await loaded.engine.kv.stats();
+      const kv = { blocksTotal: stats.blocksTotal, blocksUsed: stats.blocksUsed, blockTokens: stats.blockTokens, sequences: stats.sequences.length };
+      const key = JSON.stringify(kv);
+      if (key === this.kvLast || this.loaded !== loaded) return;
+      this.kvLast = key;
+      await this.agent.update({ kv });
+    } catch {
+      // engine closing
+    }
   }
 
   private onFrame(connection: Connection, header: Parameters<StageRunner['accept']>[1], payload: Buffer): void {
@@ -171,7 +191,8 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
     this.loaded = undefined;
     if (loaded) {
       await loaded.engine.close();
-      await this.agent.update({ status: 'idle', servingPlanId: undefined });
+      this.kvLast = '';
+      await this.agent.update({ status: 'idle', servingPlanId: undefined, kv: undefined });
     }
   }
 
