@@ -10,11 +10,13 @@ import { modelMakeCommand } from './model-make.js';
 import { modelInspectCommand } from './model-inspect.js';
 import { planCommand } from './plan.js';
 import { chatCommand } from './chat.js';
+import { modelsCommand } from './models.js';
 
 export const COMMANDS: CommandSpec[] = [
   upCommand,
   nodeCommand,
   nodesCommand,
+  modelsCommand,
   modelMakeCommand,
   modelInspectCommand,
   planCommand,

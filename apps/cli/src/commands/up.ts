@@ -15,7 +15,7 @@ function appMain(pkg: string): string {
 
 export const upCommand: CommandSpec = {
   name: 'up',
-  summary: 'Start a local Baton cluster: Redis (if needed), discovery, planner and N node agents',
+  summary: 'Start a local cluster: Redis (if needed), discovery, planner, N shards and the OpenAI-compatible gateway',
   description:
     'Redis: --redis/$REDIS_URL when given; else the one answering on 127.0.0.1:6379; else an embedded\n' +
     'redis-server on a free port with its data under ~/.baton/redis. Each node agent gets an equal share\n' +
