@@ -33,6 +33,21 @@ describe('baton up / baton nodes', () => {
     }
   });
 
+  it('has the two nodes measure their link to each other (shown by `baton nodes`)', async () => {
+    const links = await waitFor(async () => {
+      const listed = JSON.parse((await run(process.execPath, [CLI, 'nodes', '--json', '--prefix', prefix], { env })).stdout) as { links: { from: string; to: string; rttP50Ms: number; bandwidthBytesPerSec: number }[] };
+      return listed.links.length >= 2 ? listed.links : undefined;
+    }, 20_000, 500);
+    const ids = (await nodes()).nodes.map((n) => n.id).sort();
+    expect(links.map((l) => [l.from, l.to].sort().join()).every((pair) => pair === ids.join())).toBe(true);
+    for (const link of links) {
+      expect(link.rttP50Ms).toBeGreaterThan(0);
+      expect(link.bandwidthBytesPerSec).toBeGreaterThan(0);
+    }
+    const table = (await run(process.execPath, [CLI, 'nodes', '--prefix', prefix], { env })).stdout;
+    expect(table).toMatch(/Links:/);
+  });
+
   it('forgets a node killed with kill -9 and puts node-left on the stream', async () => {
     const victim = (await nodes()).nodes[0]!;
     process.kill(victim.pid, 'SIGKILL');

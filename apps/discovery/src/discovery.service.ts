@@ -175,11 +175,13 @@ export class DiscoveryService implements OnApplicationBootstrap, OnModuleDestroy
       }
     }
     const { registry, events } = reconcile(this.registry, observed, this.goodbyes, now);
+    // The registry changes before the events go out: whoever reacts to an event and then asks
+    // discovery must see the change.
+    this.registry = registry;
     for (const event of events) {
       await this.events.append(event.type, event.data as never);
       this.describe(event);
     }
-    this.registry = registry;
     for (const id of [...this.goodbyes]) if (!registry.has(id)) this.goodbyes.delete(id);
   }
 

@@ -14,6 +14,7 @@ import { ApiKeyGuard } from './http/api-key.guard.js';
 /** Largest request body accepted by default (413 above it). */
 export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_GATEWAY_PORT = 8080;
+const LOCAL_ORIGIN = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
 
 export interface GatewayOptions {
   /** 0 picks a free port (see gatewayUrl). */
@@ -27,6 +28,11 @@ export interface GatewayOptions {
   apiKeys?: string[];
   /** Where GET /v1/models looks for GGUF files (default $BATON_HOME/models and Ollama's store). */
   localModels?: LocalModelsOptions;
+  /**
+   * Browser origins allowed to call the API (CORS). Default: pages served from localhost /
+   * 127.0.0.1 / [::1] on any port, as Ollama does; ['*'] allows every origin; [] none.
+   */
+  corsOrigins?: string[];
   /** Nest log levels (default log, warn, error); false for none. */
   logger?: LogLevel[] | false;
 }
@@ -42,6 +48,13 @@ export async function createGatewayApp(options: GatewayOptions): Promise<NestFas
     { logger: options.logger ?? ['log', 'warn', 'error'] },
   );
   app.useGlobalFilters(new OpenAIExceptionFilter(bodyLimit));
+  const cors = options.corsOrigins;
+  app.enableCors({
+    origin: cors?.includes('*') ? true : (origin, done) => done(null, origin === undefined || (cors ? cors.includes(origin) : LOCAL_ORIGIN.test(origin))),
+    methods: ['GET', 'POST', 'OPTIONS'],
+    allowedHeaders: ['content-type', 'authorization', 'traceparent'],
+    maxAge: 600,
+  });
   if (options.apiKeys && options.apiKeys.length > 0) app.useGlobalGuards(new ApiKeyGuard(options.apiKeys));
   await app.listen(options.port, options.host ?? '127.0.0.1');
   return app;

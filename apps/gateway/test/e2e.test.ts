@@ -37,14 +37,23 @@ beforeAll(async () => {
   const modelPath = join(home, 'models', 'e2e-tiny.gguf');
   await writeRandomModel({ out: modelPath, arch: 'llama', dim: 64, layers: 4, heads: 4, kvHeads: 2, ffn: 128, type: 'f32', context: 512, seed: 11 });
   const port = await freePort();
-  up = startProcess(CLI, ['up', '--shards', '2', '--stages', '2', '--model', modelPath, '--port', String(port), '--prefix', prefix], { BATON_HOME: home, REDIS_URL });
+  up = startProcess(CLI, ['up', '--shards', '2', '--model', modelPath, '--port', String(port), '--prefix', prefix], { BATON_HOME: home, REDIS_URL });
   await waitFor(() => up!.output().includes('Baton is up') || up!.child.exitCode !== null || undefined, 110_000, 200);
   const match = /OpenAI-compatible API: (\S+)\/v1/.exec(up.output());
   if (!match) throw new Error(`baton up did not come up:\n${up.output().slice(-3000)}`);
   url = match[1]!;
   const models = (await (await fetch(`${url}/v1/models`)).json()) as ModelList;
   model = models.data.find((m) => m.baton.status === 'ready')?.id ?? models.data[0]!.id;
-  await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200 || undefined, 60_000, 200);
+  let readiness = '';
+  try {
+    await waitFor(async () => {
+      const response = await fetch(`${url}/readyz`);
+      readiness = await response.text();
+      return response.status === 200 || undefined;
+    }, 60_000, 200);
+  } catch {
+    throw new Error(`the gateway never became ready: ${readiness}\n${up.output().slice(-3000)}`);
+  }
 }, 180_000);
 
 afterAll(async () => {

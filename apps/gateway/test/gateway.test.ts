@@ -145,6 +145,8 @@ describe('POST /v1/chat/completions', () => {
     expect(body.choices[0]!.message.content).toBe('abc');
     expect(body.choices[0]!.finish_reason).toBe('length');
     expect(body.usage.completion_tokens).toBe(3);
+    expect(body.usage.prompt_tokens_details.cached_tokens).toBe(3); // from the pipeline's final event
+    expect(pipeline.aborted.filter((a) => a.request === pipeline.requests.at(-1))).toEqual([]); // ended by itself, not cancelled
   });
 
   it('streams chat.completion.chunk events ending with [DONE]', async () => {
@@ -324,11 +326,27 @@ describe('bad input', () => {
     expect(error.message).toBe("model 'gpt-4' not found; served models: tiny, cold");
     expect(error.code).toBe('model_not_found');
     expect(error.param).toBe('model');
+    // a GGUF file on this machine that is not served: say how to serve it
+    const local = await expectError(await post('/v1/chat/completions', chat('x', { model: 'tinyllama:latest' })), 404);
+    expect(local.message).toMatch(/^model 'tinyllama:latest' not found; served models: tiny, cold; \S+sha256-[0-9a-f]{64} is on this machine but not served: serve it with `baton up --model \S+`$/);
   });
 
   it('503 with the reason when the model has no ready plan', async () => {
     const error = await expectError(await post('/v1/chat/completions', chat('x', { model: 'cold' })), 503);
     expect(error.message).toBe("model 'cold' is not ready: loading 40% (node alpha)");
+  });
+
+  it('503 naming the file when a served model\'s GGUF is not on the gateway\'s machine', async () => {
+    const ghost = new FakePipeline([{ modelId: 'ghost', modelPath: join(home, 'nope.gguf'), contextLength: CONTEXT, planVersion: 1, ready: true }], tokenizer);
+    const other = await createGatewayApp({ port: 0, pipeline: ghost, controlPlane: { redisUrl: REDIS_URL, prefix }, logger: false, localModels: { batonHome: home, ollamaModels: null } });
+    try {
+      const response = await fetch(`${gatewayUrl(other)}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chat('x', { model: 'ghost' })) });
+      const error = await expectError(response, 503);
+      expect(error.message).toBe(`model 'ghost' cannot be used: ${join(home, 'nope.gguf')} is not on the gateway's machine (the gateway reads the tokenizer and chat template from the GGUF header): copy the file to the same path here`);
+      expect(ghost.requests).toHaveLength(0);
+    } finally {
+      await other.close();
+    }
   });
 
   it('413 for an oversized body', async () => {
@@ -420,6 +438,15 @@ describe('GET /v1/models', () => {
     expect(ollama.baton.path).toMatch(/blobs\/sha256-[0-9a-f]{64}$/);
   });
 
+  it('GET /v1/models/{id} returns one entry (ids with ":" and "/" included) or 404', async () => {
+    const tiny = (await (await fetch(`${url}/v1/models/tiny`)).json()) as ModelList['data'][number];
+    expect(tiny).toMatchObject({ id: 'tiny', object: 'model', baton: { status: 'ready' } });
+    expect(((await (await fetch(`${url}/v1/models/tinyllama:latest`)).json()) as { id: string }).id).toBe('tinyllama:latest');
+    const missing = await fetch(`${url}/v1/models/org/none`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as OpenAIErrorBody).error.message).toMatch(/^model 'org\/none' not found; known models: tiny, cold, tinyllama:latest$/);
+  });
+
   it('listLocalModels finds both stores', async () => {
     const { listLocalModels } = await import('../src/index.js');
     const models = await listLocalModels({ batonHome: home, ollamaModels: join(home, 'ollama') });
@@ -469,6 +496,15 @@ describe('cluster, plans, health', () => {
     } finally {
       await other.close();
     }
+  });
+
+  it('answers CORS preflights from local pages only (by default)', async () => {
+    const preflight = (origin: string) =>
+      fetch(`${url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } });
+    const local = await preflight('http://localhost:3000');
+    expect(local.headers.get('access-control-allow-origin')).toBe('http://localhost:3000');
+    expect(local.headers.get('access-control-allow-methods')).toContain('POST');
+    expect((await preflight('https://evil.example')).headers.get('access-control-allow-origin')).toBeNull();
   });
 
   it('requires an API key when configured', async () => {

@@ -2,6 +2,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { ControlPlaneModule, type ControlPlaneOptions } from '@baton/control-plane';
 import { NODE_AGENT_OPTIONS, NodeAgentService, type NodeAgentOptions } from './agent.service.js';
 import { ServingService } from './serving/serving.service.js';
+import { LinkProberService } from './serving/link-prober.service.js';
 
 @Module({})
 export class ShardModule {
@@ -9,7 +10,7 @@ export class ShardModule {
     return {
       module: ShardModule,
       imports: [ControlPlaneModule.forRoot(controlPlane)],
-      providers: [{ provide: NODE_AGENT_OPTIONS, useValue: agent }, NodeAgentService, ServingService],
+      providers: [{ provide: NODE_AGENT_OPTIONS, useValue: agent }, NodeAgentService, ServingService, LinkProberService],
       exports: [NodeAgentService],
     };
   }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -98,7 +99,15 @@ void decode_scalar(GgufType type, const uint8_t* p, GgufValue* v) {
     case GgufType::I16: { int16_t x; std::memcpy(&x, p, 2); v->i = x; v->u = static_cast<uint64_t>(x); v->f = x; break; }
     case GgufType::U32: { uint32_t x; std::memcpy(&x, p, 4); v->u = x; v->i = x; v->f = x; break; }
     case GgufType::I32: { int32_t x; std::memcpy(&x, p, 4); v->i = x; v->u = static_cast<uint64_t>(x); v->f = x; break; }
-    case GgufType::F32: { float x; std::memcpy(&x, p, 4); v->f = x; v->i = static_cast<int64_t>(x); v->u = static_cast<uint64_t>(v->i); break; }
+    case GgufType::F32: {
+      float x;
+      std::memcpy(&x, p, 4);
+      v->f = x;
+      // Integer views only for values an int64 holds (a cast of NaN or 1e30 is undefined).
+      v->i = std::isfinite(x) && std::fabs(x) < 9.2e18f ? static_cast<int64_t>(x) : 0;
+      v->u = static_cast<uint64_t>(v->i);
+      break;
+    }
     case GgufType::U64: { uint64_t x; std::memcpy(&x, p, 8); v->u = x; v->i = static_cast<int64_t>(x); v->f = static_cast<double>(x); break; }
     case GgufType::I64: { int64_t x; std::memcpy(&x, p, 8); v->i = x; v->u = static_cast<uint64_t>(x); v->f = static_cast<double>(x); break; }
     case GgufType::F64: { double x; std::memcpy(&x, p, 8); v->f = x; v->i = 0; v->u = 0; break; }
@@ -382,7 +391,7 @@ bool GgufFile::get_f64(const std::string& key, double* out, std::string* error) 
   const GgufValue* v = find(key);
   if (v == nullptr) { *error = "missing metadata " + key; return false; }
   if (!v->is_number()) { *error = "metadata " + key + " is a " + gguf_type_name(v->type) + ", expected a number"; return false; }
-  *out = v->type == GgufType::F32 || v->type == GgufType::F64 ? v->f : static_cast<double>(v->i);
+  *out = v->f;  // decode_scalar widened every numeric type to double
   return true;
 }
 

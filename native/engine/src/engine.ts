@@ -208,8 +208,15 @@ export class Engine {
   }
 
   /**
-   * One pass of the rows of one or several sequences through this engine's layers (see
-   * ForwardRequest and the buffer lifetimes at the top of this file).
+   * One pass of the rows of one or several sequences through this engine's layers; one pass over
+   * the weights serves every row. Calls on one engine run one at a time, in call order.
+   *
+   * Buffer lifetimes: typed-array inputs (`tokens`, `hidden`, `history`) are read in place on a
+   * worker thread until the returned Promise settles — do not write to, transfer or reuse their
+   * memory before then (plain arrays are copied at the call). Outputs (`hiddenOut`, `logitsOut`,
+   * or arrays allocated here) are written in place and belong to the caller once the Promise
+   * resolves; the engine keeps no reference to any of them afterwards. A Float32Array view into a
+   * received Buffer works as `hidden` if its byte offset is a multiple of 4.
    */
   forward(request: ForwardRequest): Promise<ForwardResult> {
     const capture = new Error();

@@ -52,6 +52,10 @@ const char* errno_code(int error) {
     case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
     case EACCES: return "EACCES";
     case ENOENT: return "ENOENT";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    case ENOBUFS: return "ENOBUFS";
+    case ENOMEM: return "ENOMEM";
     default: return "EIO";
   }
 }
@@ -122,7 +126,54 @@ struct OutChunk {
   std::unique_ptr<uint8_t[]> data;
   size_t length;
   size_t offset;
+  size_t capacity = 0;  // > 0: the buffer came from the send-buffer pool and goes back to it
 };
+
+// Recycles the large buffers that hold unsent frame bytes, so a stream of big frames does not
+// pay for fresh pages (mmap, page faults, zeroing) on every frame that the socket cannot take
+// at once. Shared by all connections; keeps at most kPoolBytes.
+class SendBufferPool {
+ public:
+  static constexpr size_t kMinPooled = 64 * 1024;
+  static constexpr size_t kPoolBytes = 64u << 20;
+
+  std::unique_ptr<uint8_t[]> take(size_t length, size_t* capacity) {
+    if (length >= kMinPooled) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (size_t i = 0; i < free_.size(); i++) {
+        if (free_[i].second >= length && free_[i].second <= 2 * length) {
+          auto buffer = std::move(free_[i].first);
+          *capacity = free_[i].second;
+          bytes_ -= free_[i].second;
+          free_.erase(free_.begin() + long(i));
+          return buffer;
+        }
+      }
+      *capacity = length;
+    } else {
+      *capacity = 0;
+    }
+    return std::unique_ptr<uint8_t[]>(new uint8_t[length]);
+  }
+
+  void give(std::unique_ptr<uint8_t[]> buffer, size_t capacity) {
+    if (capacity < kMinPooled) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (bytes_ + capacity > kPoolBytes) return;
+    bytes_ += capacity;
+    free_.emplace_back(std::move(buffer), capacity);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<std::unique_ptr<uint8_t[]>, size_t>> free_;
+  size_t bytes_ = 0;
+};
+
+SendBufferPool& send_buffer_pool() {
+  static SendBufferPool* pool = new SendBufferPool();  // process lifetime
+  return *pool;
+}
 
 }  // namespace
 
@@ -133,6 +184,7 @@ struct Listener {
   std::string unix_path;
   bool close_requested = false;
   uv_poll_t* poll = nullptr;  // uv driver only
+  int64_t paused_until_ms = 0;  // accept() ran out of descriptors or memory: retry after this
 };
 
 struct Connection {
@@ -365,7 +417,28 @@ void IoLoop::start_handshake(const std::shared_ptr<Connection>& connection) {
   flush_locked(*connection);
 }
 
-SendStatus IoLoop::send(uint32_t connection_id, const uint8_t* header, const uint8_t* payload, size_t payload_length) {
+void IoLoop::flush(uint32_t connection_id) {
+  std::shared_ptr<Connection> connection;
+  {
+    std::lock_guard<std::mutex> lock(table_mutex_);
+    auto found = connections_.find(connection_id);
+    if (found == connections_.end()) return;
+    connection = found->second;
+  }
+  bool pending;
+  {
+    std::lock_guard<std::mutex> lock(connection->mutex);
+    if (connection->state != Connection::State::OPEN || connection->out_queue.empty()) return;
+    flush_locked(*connection);
+    pending = !connection->out_queue.empty() || connection->write_error != 0;
+  }
+  if (!pending) return;
+  if (uv_) arm(connection, now_ms());
+  else wake();
+}
+
+SendStatus IoLoop::send(uint32_t connection_id, const uint8_t* header, const uint8_t* payload, size_t payload_length,
+                        bool cork) {
   std::shared_ptr<Connection> connection;
   {
     std::lock_guard<std::mutex> lock(table_mutex_);
@@ -381,7 +454,7 @@ SendStatus IoLoop::send(uint32_t connection_id, const uint8_t* header, const uin
   stats.bytes_sent += kFrameHeaderBytes + payload_length;
   size_t written = 0;
   size_t total = kFrameHeaderBytes + payload_length;
-  if (connection->out_queue.empty()) {
+  if (connection->out_queue.empty() && !cork) {
     // Fast path: write from the caller's thread; nothing is copied if the socket takes it all.
     iovec parts[2] = {{const_cast<uint8_t*>(header), kFrameHeaderBytes}, {const_cast<uint8_t*>(payload), payload_length}};
     msghdr message{};
@@ -402,7 +475,8 @@ SendStatus IoLoop::send(uint32_t connection_id, const uint8_t* header, const uin
   }
   // Queue what the socket did not take (one copy), and let the I/O thread flush it.
   size_t rest = total - written;
-  OutChunk chunk{std::unique_ptr<uint8_t[]>(new uint8_t[rest]), rest, 0};
+  size_t capacity = 0;
+  OutChunk chunk{send_buffer_pool().take(rest, &capacity), rest, 0, capacity};
   uint8_t* target = chunk.data.get();
   if (written < kFrameHeaderBytes) {
     std::memcpy(target, header + written, kFrameHeaderBytes - written);
@@ -419,7 +493,7 @@ SendStatus IoLoop::send(uint32_t connection_id, const uint8_t* header, const uin
     stats.sends_over_high_water++;
   }
   lock.unlock();
-  if (was_empty) {
+  if (was_empty && !cork) {
     if (uv_) arm(connection, now_ms());  // start watching for writability
     else wake();                         // the I/O thread starts watching POLLOUT
   }
@@ -496,7 +570,10 @@ bool IoLoop::flush_locked(Connection& connection) {
       size_t take = std::min(written, front.length - front.offset);
       front.offset += take;
       written -= take;
-      if (front.offset == front.length) connection.out_queue.pop_front();
+      if (front.offset == front.length) {
+        if (front.capacity > 0) send_buffer_pool().give(std::move(front.data), front.capacity);
+        connection.out_queue.pop_front();
+      }
     }
   }
   return true;
@@ -524,7 +601,25 @@ void IoLoop::accept_ready(const std::shared_ptr<Listener>& listener) {
     sockaddr_storage address;
     socklen_t address_length = sizeof address;
     int fd = ::accept(listener->fd, reinterpret_cast<sockaddr*>(&address), &address_length);
-    if (fd < 0) return;  // EAGAIN, or a transient error (EMFILE, ECONNABORTED): try again next wake-up
+    if (fd < 0) {
+      int error = errno;
+      if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+        // The pending connection stays in the backlog, so the socket stays readable: stop watching
+        // it for a moment instead of spinning, and say why.
+        listener->paused_until_ms = now_ms() + 100;
+        if (listener->poll) {
+          uv_poll_stop(listener->poll);
+          uv_ref(reinterpret_cast<uv_handle_t*>(uv_timer_));  // the stopped listener no longer keeps the loop alive
+          uv_timer_start(uv_timer_, on_uv_timer, 50, 50);
+        }
+        Event event(EventType::REJECTED);
+        event.id = listener->id;
+        event.code = errno_code(error);
+        event.detail = std::string("cannot accept a connection: ") + std::strerror(error) + " (raise the open-file limit, ulimit -n)";
+        push_event(std::move(event));
+      }
+      return;  // EAGAIN, or a transient error such as ECONNABORTED: try again next wake-up
+    }
     if (!set_nonblocking(fd)) {
       ::close(fd);
       continue;
@@ -868,6 +963,21 @@ void IoLoop::watch_listener(const std::shared_ptr<Listener>& listener) {
 
 void IoLoop::service() {
   close_requested_listeners();
+  bool listeners_paused = false;
+  {
+    std::lock_guard<std::mutex> lock(table_mutex_);
+    int64_t now = now_ms();
+    for (auto& entry : listeners_) {
+      Listener& listener = *entry.second;
+      if (listener.paused_until_ms == 0) continue;
+      if (listener.paused_until_ms <= now) {
+        listener.paused_until_ms = 0;
+        if (listener.poll) uv_poll_start(listener.poll, UV_READABLE, on_uv_poll);
+      } else {
+        listeners_paused = true;
+      }
+    }
+  }
   std::vector<std::shared_ptr<Connection>> snapshot;
   {
     std::lock_guard<std::mutex> lock(table_mutex_);
@@ -880,7 +990,8 @@ void IoLoop::service() {
     std::lock_guard<std::mutex> lock(c->mutex);
     handshaking = handshaking || (c->state != Connection::State::OPEN && c->state != Connection::State::CLOSED);
   }
-  if (!handshaking) uv_timer_stop(uv_timer_);
+  if (!listeners_paused) uv_unref(reinterpret_cast<uv_handle_t*>(uv_timer_));
+  if (!handshaking && !listeners_paused) uv_timer_stop(uv_timer_);
   sink_->notify();
 }
 
@@ -931,16 +1042,21 @@ void IoLoop::run() {
     snapshot.clear();
     fds.push_back({wake_pipe_[0], POLLIN, 0});
     close_requested_listeners();
+    int64_t listener_deadline = -1;
     {
       std::lock_guard<std::mutex> lock(table_mutex_);
       for (auto& entry : listeners_) {
+        if (entry.second->paused_until_ms > now_ms()) {
+          listener_deadline = entry.second->paused_until_ms;
+          continue;
+        }
         fds.push_back({entry.second->fd, POLLIN, 0});
         polled_listeners.push_back(entry.second);
       }
       for (auto& entry : connections_) snapshot.push_back(entry.second);
     }
     int64_t now = now_ms();
-    int64_t next_deadline = -1;
+    int64_t next_deadline = listener_deadline;
     for (auto& c : snapshot) {
       int events = prepare(c, now, &next_deadline);
       if (events < 0) continue;

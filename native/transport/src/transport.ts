@@ -23,6 +23,7 @@ const EVENT_REJECTED = 6;
 const EVENT_LISTENER_CLOSED = 7;
 
 const EMPTY = Buffer.alloc(0);
+const COALESCE_BELOW_BYTES = 64 * 1024;
 
 interface PendingConnect {
   resolve(connection: Connection): void;
@@ -116,7 +117,12 @@ function dispatch(events: unknown[], headers: Buffer): void {
           const connection = new Connection(id, b as string, request.backend, request.logger, request.maxFrameBytes, request.highWaterMark, request.rdma);
           connections.set(id, connection);
           if (request.rdma.mode === 'off') request.resolve(connection);
-          else void connection._negotiateRdma(request.timeoutMs).then(() => request.resolve(connection));
+          else {
+            void connection._negotiateRdma(request.timeoutMs).then(() => {
+              if (connection.closed) request.reject(connection._closeReason ?? new TransportError('ECONNRESET', `the connection to ${connection.remoteAddress} closed while setting up RDMA`));
+              else request.resolve(connection);
+            });
+          }
           break;
         }
         case EVENT_DRAIN:
@@ -190,6 +196,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements RdmaHo
   private backlog: [FrameHeader, Buffer][] | undefined = [];
   private isClosed = false;
   private closeError: TransportError | undefined;
+
+  /** @internal Why the connection closed, if it failed. */
+  get _closeReason(): TransportError | undefined {
+    return this.closeError;
+  }
   private readonly probeWaiters = new Map<number, { resolve(header: FrameHeader): void; reject(error: Error): void }>();
   /** Answer PROBE frames automatically (default true); PROBE requests are not emitted as 'frame'. */
   answerProbes = true;
@@ -254,8 +265,33 @@ export class Connection extends EventEmitter<ConnectionEvents> implements RdmaHo
       }
       return this.rdmaLink.send(this.headerScratch, length > 0 ? payload : undefined);
     }
-    return binding().send(this.id, this.headerScratch, length > 0 ? payload : undefined, this.maxFrameBytes) === 0;
+    // Frames sent in one JS tick after the first are coalesced (copied, then written together by
+    // one writev at the end of the tick); the first goes out at once, so a lone frame never waits.
+    // Large payloads always go straight out, after anything coalesced before them.
+    const native = binding();
+    if (length < COALESCE_BELOW_BYTES) {
+      if (this.inBurst) {
+        this.coalesced = true;
+        return native.send(this.id, this.headerScratch, length > 0 ? payload : undefined, this.maxFrameBytes, true) === 0;
+      }
+      this.inBurst = true;
+      queueMicrotask(this.endBurst);
+    } else if (this.coalesced) {
+      this.coalesced = false;
+      native.flush(this.id);
+    }
+    return native.send(this.id, this.headerScratch, length > 0 ? payload : undefined, this.maxFrameBytes) === 0;
   }
+
+  private inBurst = false;
+  private coalesced = false;
+  private readonly endBurst = (): void => {
+    this.inBurst = false;
+    if (this.coalesced) {
+      this.coalesced = false;
+      if (!this.isClosed) binding().flush(this.id);
+    }
+  };
 
   /** @internal RdmaHost: the TCP path, for the RDMA negotiation itself. */
   _sendTcp(header: FrameHeader, payload?: ArrayBufferView): boolean {

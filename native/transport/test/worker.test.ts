@@ -38,3 +38,35 @@ describe('worker teardown', () => {
     expect(run.status).toBe(0);
   }, 60_000);
 });
+
+describe('descriptor exhaustion', () => {
+  it.each(['uv', 'thread'])('reports EMFILE on the listener, keeps serving, and accepts again once descriptors free up (%s driver)', async (driver) => {
+    const { spawn } = await import('node:child_process');
+    const net = await import('node:net');
+    const { createInterface } = await import('node:readline');
+    const { connect } = await import('../src/index.js');
+    const fixture = fileURLToPath(new URL('./fixtures/fd-limited-listener.mjs', import.meta.url));
+    const child = spawn('sh', ['-c', `ulimit -n 48 && exec "${process.execPath}" "${fixture}" fd-secret`], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BATON_TRANSPORT_IO: driver } });
+    const events: Record<string, unknown>[] = [];
+    const waiters: (() => void)[] = [];
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      events.push(JSON.parse(line) as Record<string, unknown>);
+      waiters.splice(0).forEach((wake) => wake());
+    });
+    const until = async (predicate: () => boolean) => {
+      while (!predicate()) await new Promise<void>((resolve) => waiters.push(resolve));
+    };
+    try {
+      await until(() => events.some((e) => 'port' in e));
+      const port = events.find((e) => 'port' in e)!.port as number;
+      const sockets = Array.from({ length: 60 }, () => net.connect({ port, host: '127.0.0.1' }).on('error', () => undefined));
+      await until(() => events.some((e) => e.rejected === 'EMFILE'));
+      sockets.forEach((socket) => socket.destroy());
+      const client = await connect({ port, secret: 'fd-secret', logger: { warn() {} } });
+      expect(client.remoteAddress).toBe(`127.0.0.1:${port}`);
+      await client.close();
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 60_000);
+});

@@ -11,6 +11,8 @@ import {
 import type { ChatMessage } from '@baton/tokenizer';
 import { PipelineClient, type GenerationEvent, type GenerationSampling, type ServedModel } from '../pipeline/pipeline-client.js';
 import { OpenAIHttpError, toOpenAIError } from '../http/openai-error.js';
+import { ModelsService } from '../models/models.service.js';
+import { findLocalModel } from '../models/local-models.js';
 import { ModelTextCache, type ModelText } from './model-text.js';
 import { StopMatcher } from './stop-matcher.js';
 
@@ -83,13 +85,14 @@ export class CompletionService {
   constructor(
     private readonly pipeline: PipelineClient,
     private readonly texts: ModelTextCache,
+    private readonly localModels: ModelsService,
   ) {}
 
   async prepareChat(body: unknown): Promise<PreparedGeneration> {
     const checked = validateDto(ChatCompletionRequestDto, body);
     if (!checked.ok) throw validationError(checked.problems);
     const request = checked.value;
-    const served = this.findModel(request.model);
+    const served = await this.findModel(request.model);
     const text = await this.modelText(served);
     if ('error' in text.chatTemplate) throw new OpenAIHttpError(400, text.chatTemplate.error, 'invalid_request_error', 'messages', 'no_chat_template');
     const messages: ChatMessage[] = request.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: contentText(m.content) }));
@@ -107,7 +110,7 @@ export class CompletionService {
     const checked = validateDto(CompletionRequestDto, body);
     if (!checked.ok) throw validationError(checked.problems);
     const request = checked.value;
-    const served = this.findModel(request.model);
+    const served = await this.findModel(request.model);
     const text = await this.modelText(served);
     const promptTokens = text.tokenizer.encodePrompt(request.prompt);
     if (promptTokens.length === 0) throw new OpenAIHttpError(400, 'prompt is empty: give at least one character of text', 'invalid_request_error', 'prompt', 'invalid_request');
@@ -184,8 +187,14 @@ export class CompletionService {
           break;
         }
         if (completionTokens >= prepared.maxTokens) {
-          // the pipeline should report `length` itself; do not trust it to stop
+          // the pipeline reports `length` next (with the cache figures); if it does not, it is
+          // stopped when this generator ends
           finishReason = 'length';
+          const done = await drain(iterator);
+          if (done !== undefined) {
+            cachedTokens = done;
+            ended = true;
+          }
           break;
         }
       }
@@ -237,16 +246,18 @@ export class CompletionService {
 
   // ---- preparation --------------------------------------------------------------------------
 
-  private findModel(model: string): ServedModel {
+  private async findModel(model: string): Promise<ServedModel> {
     const models = this.pipeline.models();
     const served = models.find((m) => m.modelId === model);
     if (served) return served;
     const names = models.map((m) => m.modelId);
+    const local = findLocalModel(await this.localModels.localModels().catch(() => []), model);
+    const hint = local ? `; ${local.path} is on this machine but not served: serve it with \`baton up --model ${local.path}\`` : '';
     throw new OpenAIHttpError(
       404,
       names.length === 0
-        ? `model '${model}' not found: no model is served yet (start one with \`baton up --model FILE\`)`
-        : `model '${model}' not found; served models: ${names.join(', ')}`,
+        ? `model '${model}' not found: no model is served yet${hint || ' (start one with `baton up --model FILE`)'}`
+        : `model '${model}' not found; served models: ${names.join(', ')}${hint}`,
       'invalid_request_error',
       'model',
       'model_not_found',
@@ -318,7 +329,7 @@ export class CompletionService {
   }
 }
 
-/** After cancelling: read the pipeline's remaining events (ignoring tokens) until its final one. */
+/** Reads the pipeline's remaining events (ignoring tokens) until its final one; its cached-token count, or undefined if it does not come. */
 async function drain(iterator: AsyncIterator<GenerationEvent>): Promise<number | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => {

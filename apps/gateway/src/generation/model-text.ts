@@ -24,7 +24,17 @@ export class ModelTextCache {
   private readonly entries = new Map<string, Entry>();
 
   async get(path: string): Promise<ModelText> {
-    const st = await stat(path);
+    let st;
+    try {
+      st = await stat(path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new Error(
+        code === 'ENOENT'
+          ? `${path} is not on the gateway's machine (the gateway reads the tokenizer and chat template from the GGUF header): copy the file to the same path here`
+          : `cannot read ${path}: ${(error as Error).message}`,
+      );
+    }
     const key = `${st.mtimeMs}:${st.size}`;
     const hit = this.entries.get(path);
     if (hit && hit.key === key) return hit.value;

@@ -2,7 +2,7 @@
 // lookup and every error's wording live in the services.
 import { Body, Controller, Get, HttpCode, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { ClusterView, ModelList, PlanPreviewHttpResponse } from '@baton/contracts';
+import type { ClusterView, ModelEntry, ModelList, PlanPreviewHttpResponse } from '@baton/contracts';
 import { CompletionService } from '../generation/completion.service.js';
 import { ModelsService } from '../models/models.service.js';
 import { ClusterService } from '../cluster/cluster.service.js';
@@ -31,6 +31,13 @@ export class ModelsController {
   @Get('models')
   list(): Promise<ModelList> {
     return this.models.list();
+  }
+
+  /** Ids may hold "/" and ":" (Ollama names), so the rest of the path is the id. */
+  @Get('models/*')
+  one(@Req() request: FastifyRequest): Promise<ModelEntry> {
+    const path = request.url.split('?')[0]!;
+    return this.models.one(path.slice(path.indexOf('/models/') + '/models/'.length));
   }
 }
 

@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import { Inject, Injectable } from '@nestjs/common';
 import type { LocalModelFile, ModelEntry, ModelList } from '@baton/contracts';
 import { PipelineClient } from '../pipeline/pipeline-client.js';
+import { OpenAIHttpError } from '../http/openai-error.js';
 import { listLocalModels, type LocalModelsOptions } from './local-models.js';
 
 export const LOCAL_MODELS_OPTIONS = Symbol('LOCAL_MODELS_OPTIONS');
@@ -68,5 +69,19 @@ export class ModelsService {
       });
     }
     return { object: 'list', data };
+  }
+
+  /** GET /v1/models/{id} (the id as it appears in the URL path, percent-encoded or not): one entry, or 404. */
+  async one(encodedId: string): Promise<ModelEntry> {
+    let id: string;
+    try {
+      id = decodeURIComponent(encodedId);
+    } catch {
+      throw new OpenAIHttpError(400, `invalid model id in the URL: ${encodedId} is not valid percent-encoding`, 'invalid_request_error', 'model', 'invalid_request');
+    }
+    const list = await this.list();
+    const entry = list.data.find((m) => m.id === id);
+    if (entry) return entry;
+    throw new OpenAIHttpError(404, `model '${id}' not found; known models: ${list.data.map((m) => m.id).join(', ') || 'none'}`, 'invalid_request_error', 'model', 'model_not_found');
   }
 }

@@ -1,13 +1,15 @@
-// AVX2 + FMA + F16C kernels (x86-64). Compiled with a target pragma so the rest of the addon
-// stays baseline x86-64; avx2_kernels() returns null on CPUs without these features.
+// AVX2 + FMA + F16C kernels (x86-64), in two builds of kernels_x86.inc: plain, and with AVX-VNNI
+// (vpdpbusd; Alder Lake, Sapphire Rapids, Zen 5) picked at run time when the CPU has it. Target
+// pragmas keep the rest of the addon baseline x86-64; avx2_kernels() returns null on CPUs
+// without AVX2/FMA/F16C (the scalar set runs there).
 //
 // Quantized weights follow llama.cpp: activations are quantized once per matmul (Q8_0 for
-// Q8_0/Q4_0 weights, Q8_K for Q4_K/Q6_K), then each block is an integer dot product
-// (_mm256_maddubs_epi16 on unsigned x signed bytes, the sign trick for signed x signed,
-// _mm256_madd_epi16 to int32) and one FMA with the product of the scales. A tile of R weight
-// rows x C activation columns shares every load: decode (batch 1) streams 4 rows at once;
-// batches use 2x4 / 4x2 tiles over a chunk of columns that stays in cache, so one pass over the
-// weights serves the whole chunk.
+// Q8_0/Q4_0 weights, Q8_K for Q4_K/Q6_K); each block is an integer dot product
+// (_mm256_maddubs_epi16 unsigned x signed bytes — the sign trick for Q8_0's signed x signed —
+// then _mm256_madd_epi16 to int32, or one vpdpbusd) and one FMA with the product of the scales.
+// A tile of R weight rows x C activation columns shares every load: decode (batch 1) streams up
+// to 4 rows at once (Q4_0 two blocks per step); batches use 3x4 / 2x4 / 1x4 tiles over chunks of
+// 64 columns that stay in L2, so one pass over the weights serves a whole chunk.
 #include <algorithm>
 #include <cmath>
 #include <cstring>

@@ -38,10 +38,8 @@ namespace neon_plain {
 #undef BATON_NEON_SET_DETAIL
 }  // namespace neon_plain
 // The SDOT build for a baseline ARMv8.0 target, selected at run time.
-#if defined(__clang__)
-#define BATON_NEON_DOT_SET_AVAILABLE 1
-#pragma clang attribute push(__attribute__((target("dotprod"))), apply_to = function)
-#elif defined(__GNUC__) && __GNUC__ >= 10
+// (GCC only: older clang headers declare vdotq_s32 only when the whole build has +dotprod.)
+#if !defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10
 #define BATON_NEON_DOT_SET_AVAILABLE 1
 #pragma GCC push_options
 #pragma GCC target("arch=armv8.2-a+dotprod")
@@ -54,11 +52,7 @@ namespace neon_dot {
 #undef BATON_NEON_DOTPROD
 #undef BATON_NEON_SET_DETAIL
 }  // namespace neon_dot
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
 #pragma GCC pop_options
-#endif
 #endif
 #endif
 

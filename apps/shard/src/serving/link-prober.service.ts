@@ -1,0 +1,70 @@
+// Measures this node's links: every PROBE_INTERVAL_MS it probes every other node's data-plane
+// endpoint (RTT p50/p99 and bandwidth with PROBE frames) and appends link-measured events that
+// discovery shows in `baton nodes` and the planner uses.
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import type { LinkMeasurement, NodeId } from '@baton/contracts';
+import { CONTROL_PLANE_OPTIONS, EventLog, RedisConnections, RpcClient, batonHome, loadOrCreateSecret, type ControlPlaneOptions } from '@baton/control-plane';
+import { probeLink } from '@baton/transport';
+import { NODE_AGENT_OPTIONS, type NodeAgentOptions } from '../agent.service.js';
+
+export const LINK_PROBE_INTERVAL_MS = 30_000;
+const FIRST_PROBE_MS = 2_000;
+
+@Injectable()
+export class LinkProberService implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger('Links');
+  private timer: NodeJS.Timeout | undefined;
+  private events!: EventLog;
+  private stopped = false;
+  private readonly failing = new Set<string>();
+
+  constructor(
+    @Inject(CONTROL_PLANE_OPTIONS) private readonly cp: ControlPlaneOptions,
+    @Inject(NODE_AGENT_OPTIONS) private readonly options: NodeAgentOptions,
+    private readonly connections: RedisConnections,
+    private readonly rpc: RpcClient,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.events = new EventLog(this.connections.open('links'), this.cp.prefix);
+    this.schedule(FIRST_PROBE_MS);
+  }
+
+  onModuleDestroy(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.probeAll().finally(() => this.schedule(LINK_PROBE_INTERVAL_MS)), ms);
+  }
+
+  /** Probes every other node once; failures are logged once per peer until it answers again. */
+  async probeAll(): Promise<LinkMeasurement[]> {
+    const measured: LinkMeasurement[] = [];
+    let nodes;
+    try {
+      ({ nodes } = await this.rpc.send('discovery.nodes.list', { includeMismatched: false }, { timeoutMs: 2000 }));
+    } catch {
+      return measured;
+    }
+    const secret = loadOrCreateSecret(this.options.home ?? batonHome());
+    for (const node of nodes) {
+      if (this.stopped || node.id === this.options.id) continue;
+      const endpoint = node.endpoints.find((e) => e.kind === 'tcp');
+      if (!endpoint || endpoint.port === undefined) continue;
+      try {
+        const result = await probeLink({ host: endpoint.address, port: endpoint.port, secret }, { rounds: 20, bytes: 256 * 1024, frames: 4, timeoutMs: 5000 });
+        const link: LinkMeasurement = { from: this.options.id as NodeId, to: node.id, ...result, measuredAtMs: Date.now() };
+        await this.events.append('link.measured', { link });
+        measured.push(link);
+        this.failing.delete(node.id);
+      } catch (error) {
+        if (!this.failing.has(node.id)) this.logger.warn(`cannot probe ${node.name} (${endpoint.address}:${endpoint.port}): ${(error as Error).message}`);
+        this.failing.add(node.id);
+      }
+    }
+    return measured;
+  }
+}
