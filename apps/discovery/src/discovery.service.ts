@@ -177,10 +177,16 @@ export class DiscoveryService implements OnApplicationBootstrap, OnModuleDestroy
     const { registry, events } = reconcile(this.registry, observed, this.goodbyes, now);
     // The registry changes before the events go out: whoever reacts to an event and then asks
     // discovery must see the change.
+    const previous = this.registry;
     this.registry = registry;
-    for (const event of events) {
-      await this.events.append(event.type, event.data as never);
-      this.describe(event);
+    try {
+      for (const event of events) {
+        await this.events.append(event.type, event.data as never);
+        this.describe(event);
+      }
+    } catch (error) {
+      this.registry = previous; // not announced: the next poll tries again
+      throw error;
     }
     for (const id of [...this.goodbyes]) if (!registry.has(id)) this.goodbyes.delete(id);
   }

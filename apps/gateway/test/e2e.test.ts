@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '@baton/control-plane';
 import { writeRandomModel } from '@baton/gguf';
 import type { ChatCompletion, ChatCompletionChunk, ClusterView, ModelList, TextCompletion } from '@baton/contracts';
-import { CLI, REDIS_URL, dropPrefix, redisClient, startProcess, stopProcess, tempHome, testPrefix, waitFor, type Proc } from '../../discovery/test/processes.js';
+import { CLI, REDIS_URL, dropPrefix, redisClient, startProcess, tempHome, testPrefix, waitFor, type Proc } from '../../discovery/test/processes.js';
 
 const prefix = testPrefix();
 const home = tempHome();
@@ -57,7 +57,14 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (up) await stopProcess(up, 'SIGINT');
+  if (up && up.child.exitCode === null && up.child.signalCode === null) {
+    // Ctrl-C: `baton up` stops its children one by one (each may take seconds on a busy machine);
+    // killing it early would orphan the ones not yet stopped
+    up.child.kill('SIGINT');
+    const timer = setTimeout(() => up!.child.kill('SIGKILL'), 45_000);
+    await up.exited;
+    clearTimeout(timer);
+  }
   await dropPrefix(redis, prefix);
   redis.disconnect();
   rmSync(home, { recursive: true, force: true });

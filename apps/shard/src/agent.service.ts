@@ -24,6 +24,8 @@ export interface NodeAgentOptions {
   dataPort?: number;
   /** Address other nodes use to reach this one (default 127.0.0.1). */
   advertiseHost?: string;
+  /** Port other nodes use (default: the bound one; differs behind a proxy or NAT). */
+  advertisePort?: number;
 }
 
 export const NODE_AGENT_OPTIONS = Symbol('NODE_AGENT_OPTIONS');

@@ -22,6 +22,7 @@ export interface StartNodeOptions extends Partial<ControlPlaneOptions> {
   dataHost?: string;
   dataPort?: number;
   advertiseHost?: string;
+  advertisePort?: number;
 }
 
 /** Starts the node agent in this process (what `baton node` runs). */
@@ -38,6 +39,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<INestAp
       dataHost: options.dataHost,
       dataPort: options.dataPort,
       advertiseHost: options.advertiseHost ?? defaultAdvertiseHost(),
+      advertisePort: options.advertisePort,
     }),
     { logger: ['log', 'warn', 'error'] },
   );

@@ -8,7 +8,7 @@ import { startNode } from './index.js';
 const { values } = parseArgs({
   options: {
     redis: { type: 'string' }, prefix: { type: 'string' }, id: { type: 'string' }, name: { type: 'string' }, 'memory-budget': { type: 'string' },
-    threads: { type: 'string' }, 'data-host': { type: 'string' }, 'data-port': { type: 'string' }, advertise: { type: 'string' },
+    threads: { type: 'string' }, 'data-host': { type: 'string' }, 'data-port': { type: 'string' }, advertise: { type: 'string' }, 'advertise-port': { type: 'string' },
   },
   strict: true,
 });
@@ -22,6 +22,7 @@ const app = await startNode({
   dataHost: values['data-host'],
   dataPort: values['data-port'] !== undefined ? Number(values['data-port']) : undefined,
   advertiseHost: values.advertise,
+  advertisePort: values['advertise-port'] !== undefined ? Number(values['advertise-port']) : undefined,
 });
 let stopping = false;
 const stop = async () => {

@@ -12,3 +12,4 @@ export * from './rpc-dtos.js';
 export * from './version.js';
 export * from './kv.js';
 export * from './openai.js';
+export * from './kv-keys.js';

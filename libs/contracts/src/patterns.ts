@@ -3,6 +3,7 @@
 // is written anywhere else.
 import type { NodeRecord, LinkMeasurement } from './node.js';
 import type { Placement, Plan, PlanRequirement } from './plan.js';
+import type { KvRpcMap } from './kv.js';
 
 export interface ListNodesRequest {
   /** Include nodes whose version differs from discovery's (default true). */
@@ -42,7 +43,7 @@ export interface PlanListResponse {
   unplaced: { modelId: string; modelPath: string; reason: string }[];
 }
 
-export interface RpcMap {
+export interface RpcMap extends KvRpcMap {
   'discovery.nodes.list': { request: ListNodesRequest; response: ListNodesResponse };
   'discovery.ping': { request: Record<string, never>; response: PingResponse };
   /** A plan for the live cluster without applying it. */
@@ -52,6 +53,7 @@ export interface RpcMap {
   'planner.current': { request: PlanCurrentRequest; response: Plan | null };
   'planner.list': { request: Record<string, never>; response: PlanListResponse };
   'planner.ping': { request: Record<string, never>; response: PingResponse };
+  'kv.ping': { request: Record<string, never>; response: PingResponse };
 }
 
 export type RpcPattern = keyof RpcMap;

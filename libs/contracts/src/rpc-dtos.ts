@@ -6,6 +6,7 @@ import { KV_DTYPES } from './manifest.js';
 import { OBJECTIVES, type PlanRequirement } from './plan.js';
 import { ID_PATTERN } from './ids.js';
 import type { DtoClass } from './validate.js';
+import { KV_RPC_REQUEST_DTOS } from './kv.js';
 import type { RpcPattern, ListNodesRequest, HintPattern, PlanApplyRequest, PlanCurrentRequest, PlanPreviewRequest } from './patterns.js';
 
 export class ListNodesRequestDto implements ListNodesRequest {
@@ -44,6 +45,9 @@ export const RPC_REQUEST_DTOS: { [P in RpcPattern]: DtoClass<object> } = {
   'planner.current': PlanCurrentRequestDto,
   'planner.list': EmptyRequestDto,
   'planner.ping': EmptyRequestDto,
+  ...KV_RPC_REQUEST_DTOS,
+  'kv.usage': EmptyRequestDto,
+  'kv.ping': EmptyRequestDto,
 };
 
 export class NodeChangedHintDto {

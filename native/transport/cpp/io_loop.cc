@@ -425,16 +425,24 @@ void IoLoop::flush(uint32_t connection_id) {
     if (found == connections_.end()) return;
     connection = found->second;
   }
-  bool pending;
+  bool pending, drain = false;
   {
     std::lock_guard<std::mutex> lock(connection->mutex);
     if (connection->state != Connection::State::OPEN || connection->out_queue.empty()) return;
     flush_locked(*connection);
     pending = !connection->out_queue.empty() || connection->write_error != 0;
+    if (connection->drain_wanted && connection->queued_bytes <= connection->options.high_water_mark / 2) {
+      connection->drain_wanted = false;
+      drain = true;
+    }
   }
-  if (!pending) return;
-  if (uv_) arm(connection, now_ms());
-  else wake();
+  if (drain) {
+    Event event(EventType::DRAIN);
+    event.id = connection->id;
+    push_event(std::move(event));
+  }
+  if (pending && uv_) arm(connection, now_ms());
+  if (pending || drain) wake();  // thread: watch POLLOUT / deliver; uv: deliver the drain from the loop
 }
 
 SendStatus IoLoop::send(uint32_t connection_id, const uint8_t* header, const uint8_t* payload, size_t payload_length,

@@ -11,6 +11,7 @@ import { modelInspectCommand } from './model-inspect.js';
 import { planCommand } from './plan.js';
 import { chatCommand } from './chat.js';
 import { modelsCommand } from './models.js';
+import { benchPipelineCommand } from './bench-pipeline.js';
 
 export const COMMANDS: CommandSpec[] = [
   upCommand,
@@ -24,4 +25,5 @@ export const COMMANDS: CommandSpec[] = [
   chatCommand,
   benchTransportCommand,
   benchEngineCommand,
+  benchPipelineCommand,
 ];

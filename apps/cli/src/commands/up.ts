@@ -33,6 +33,8 @@ export const upCommand: CommandSpec = {
     'kv-dtype': { type: 'string', value: 'TYPE', description: 'KV cache type: f16, q8_0 or f32', default: 'f16' },
     objective: { type: 'string', value: 'OBJ', description: 'Placement objective: throughput or latency', default: 'throughput' },
     stages: { type: 'string', value: 'N', description: 'Pipeline stages (default: one per shard; 0 = the planner chooses)' },
+    threads: { type: 'string', value: 'N', description: 'Engine threads per shard (default: this machine\'s cores / shards)' },
+    'delay-ms': { type: 'string', value: 'MS', description: 'Add this one-way delay to every data-plane hop (a userspace proxy per shard), to try a slow network' },
   },
   examples: ['baton up', 'baton up --shards 3 --model ~/.ollama/models/blobs/sha256-…', 'baton up --redis redis://127.0.0.1:6390'],
   async run(ctx) {
@@ -43,6 +45,7 @@ export const upCommand: CommandSpec = {
     const kvDType = choiceOption(ctx, 'kv-dtype', KV_DTYPES) ?? 'f16';
     const objective = choiceOption(ctx, 'objective', OBJECTIVES) ?? 'throughput';
     const stagesFlag = intOption(ctx, 'stages', { min: 0, max: 64 });
+    const delayMs = intOption(ctx, 'delay-ms', { min: 0, max: 10_000 }) ?? 0;
     const totalBudget = bytesOption(ctx, 'memory-budget') ?? Math.floor(totalmem() * 0.75);
     const { resolveControlPlaneOptions, RpcClient } = await import('@baton/control-plane');
     const { batonHome, loadOrCreateNodeId } = await import('@baton/shard');
@@ -71,16 +74,27 @@ export const upCommand: CommandSpec = {
     const baseId = loadOrCreateNodeId(home);
     const host = hostname().replace(/\.local$/, '');
     const perShard = Math.floor(totalBudget / shards);
-    const threads = Math.max(1, Math.floor(cpus().length / shards));
+    const threads = intOption(ctx, 'threads', { min: 1, max: 1024 }) ?? Math.max(1, Math.floor(cpus().length / shards));
     const modelFlag = stringOption(ctx, 'model');
     const demo = join(home, 'models', 'baton-demo.gguf');
     const modelPath = modelFlag ? resolve(modelFlag) : existsSync(demo) ? demo : undefined;
     if (modelFlag && !existsSync(modelPath!)) throw new CliError(`--model ${modelFlag}: no such file`);
     supervisor.start('discovery', appMain('@baton/discovery'), common);
     supervisor.start('planner', appMain('@baton/planner'), common);
+    const proxies: { close(): Promise<void> }[] = [];
     for (let i = 1; i <= shards; i++) {
-      supervisor.start(`shard-${i}`, appMain('@baton/shard'), [...common, '--id', `${baseId}-${i}`, '--name', `${host}-${i}`, '--memory-budget', String(perShard), '--threads', String(threads), '--data-host', '127.0.0.1', '--advertise', '127.0.0.1']);
+      const dataArgs = ['--data-host', '127.0.0.1', '--advertise', '127.0.0.1'];
+      if (delayMs > 0) {
+        const { freePort } = await import('@baton/control-plane');
+        const { startDelayProxy } = await import('../up/delay-proxy.js');
+        const dataPort = await freePort();
+        const proxy = await startDelayProxy(await freePort(), dataPort, delayMs);
+        proxies.push(proxy);
+        dataArgs.push('--data-port', String(dataPort), '--advertise-port', String(proxy.port));
+      }
+      supervisor.start(`shard-${i}`, appMain('@baton/shard'), [...common, '--id', `${baseId}-${i}`, '--name', `${host}-${i}`, '--memory-budget', String(perShard), '--threads', String(threads), ...dataArgs]);
     }
+    if (delayMs > 0) log(`[up]       every data-plane hop delayed by ${delayMs} ms one way (userspace proxies)`);
 
     const rpc = new RpcClient(options);
     const ready = await (async () => {
@@ -134,6 +148,7 @@ export const upCommand: CommandSpec = {
     if (!failed) await stopped;
     log('[up]       stopping …');
     await supervisor.stopAll();
+    for (const proxy of proxies) await proxy.close();
     if (redis.embedded) {
       await redis.embedded.stop();
       log('[up]       stopped the embedded redis-server');

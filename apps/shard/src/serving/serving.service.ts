@@ -55,7 +55,7 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
       connection.on('frame', (header, payload) => this.onFrame(connection, header, payload));
       connection.on('error', () => undefined);
     });
-    await this.agent.update({ endpoints: [{ kind: 'tcp', address: this.options.advertiseHost ?? '127.0.0.1', port: server.port }] });
+    await this.agent.update({ endpoints: [{ kind: 'tcp', address: this.options.advertiseHost ?? '127.0.0.1', port: this.options.advertisePort ?? server.port }] });
     this.logger.log(`data plane listening on ${server.address}`);
     void this.follow();
     this.kvTimer = setInterval(() => void this.reportKv(), 500);

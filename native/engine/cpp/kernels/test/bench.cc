@@ -151,8 +151,20 @@ int main(int argc, char** argv) {
   ThreadPool* pool = pool_owner.get();
   std::printf("kernels: %s (%s), threads %d, matrix %lld x %lld, working set %zu MB\n", kernels_name(), kernels_detail(), threads,
               (long long)rows, (long long)cols, mb);
-  std::printf("%-6s %10s %12s %12s %8s %16s\n", "type", "MB/matrix", "decode GB/s", "read GB/s", "ratio", "prefill GFLOP/s");
 
+  if (pool != nullptr) {
+    // round trip of an empty job through the pool (wake every worker, wait for all)
+    std::vector<double> ts;
+    for (int i = 0; i < 2000; ++i) {
+      const double t0 = now();
+      pool->run([](int, int) {});
+      ts.push_back(now() - t0);
+    }
+    std::sort(ts.begin(), ts.end());
+    std::printf("pool: empty run() round trip with %d threads: median %.1f us, best %.1f us\n", threads, ts[ts.size() / 2] * 1e6,
+                ts[0] * 1e6);
+  }
+  std::printf("%-6s %10s %12s %12s %8s %16s\n", "type", "MB/matrix", "decode GB/s", "read GB/s", "ratio", "prefill GFLOP/s");
   std::mt19937_64 rng(7);
   std::vector<float> x(static_cast<size_t>(cols * batch)), y(static_cast<size_t>(rows * batch));
   for (auto& v : x) v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-3f;

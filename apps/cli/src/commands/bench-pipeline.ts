@@ -1,0 +1,150 @@
+import type { CommandSpec } from '../command.js';
+import { CliError, EXIT_USAGE } from '../command.js';
+import { flag, intOption, stringOption } from '../args.js';
+import { formatTable } from '../table.js';
+
+interface Run {
+  shards: number;
+  decodeTokensPerSec: number;
+  ttftMs: number;
+  predictedTokensPerSecond: number;
+  completionTokens: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+/** One streamed completion: time to the first token and the decode rate after it. */
+async function measure(url: string, model: string, maxTokens: number): Promise<{ ttftMs: number; decodeTokensPerSec: number; tokens: number }> {
+  const started = performance.now();
+  const response = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model, prompt: 'The baton passes from one runner to the next, and the relay goes on through the night', max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+  });
+  if (!response.ok || !response.body) throw new CliError(`the gateway answered ${response.status}: ${await response.text()}`);
+  const decoder = new TextDecoder();
+  let first = 0;
+  let last = 0;
+  let tokens = 0;
+  let buffered = '';
+  for await (const bytes of response.body as unknown as AsyncIterable<Uint8Array>) {
+    buffered += decoder.decode(bytes, { stream: true });
+    let at;
+    while ((at = buffered.indexOf('\n\n')) >= 0) {
+      const event = buffered.slice(0, at);
+      buffered = buffered.slice(at + 2);
+      if (!event.startsWith('data: ') || event === 'data: [DONE]') continue;
+      const chunk = JSON.parse(event.slice(6)) as { choices: unknown[]; usage?: { completion_tokens: number } | null };
+      const now = performance.now();
+      if (chunk.choices.length > 0) {
+        if (!first) first = now;
+        last = now;
+      }
+      if (chunk.usage) tokens = chunk.usage.completion_tokens;
+    }
+  }
+  const decodeTokensPerSec = tokens > 1 && last > first ? ((tokens - 1) * 1000) / (last - first) : 0;
+  return { ttftMs: first - started, decodeTokensPerSec, tokens };
+}
+
+export const benchPipelineCommand: CommandSpec = {
+  name: 'bench pipeline',
+  summary: 'Decode rate and time to first token through 1, 2, 3 … shards, beside the planner\'s prediction',
+  description:
+    'For each shard count it starts a private cluster (`baton up --shards N --stages N`, its own key\n' +
+    'namespace and port, every shard on the same thread count), waits for the shards to measure\n' +
+    'their compute rate and links, asks the planner for its prediction on those measurements, then\n' +
+    'streams greedy completions through the gateway. --delay-ms puts a userspace delay proxy in\n' +
+    'front of every shard, so each hop costs that much one way (netem is not needed).',
+  options: {
+    model: { type: 'string', value: 'FILE', description: 'GGUF model (default: the demo model)' },
+    shards: { type: 'string', value: 'LIST', description: 'Shard counts to measure', default: '1,2,3' },
+    'delay-ms': { type: 'string', value: 'MS', description: 'One-way delay added to every hop', default: '0' },
+    tokens: { type: 'string', value: 'N', description: 'Tokens generated per request', default: '64' },
+    rounds: { type: 'string', value: 'N', description: 'Measured requests per shard count (the median is reported)', default: '3' },
+    threads: { type: 'string', value: 'N', description: 'Engine threads of every shard', default: '1' },
+    json: { type: 'boolean', description: 'Print {"runs": [{"shards", "decodeTokensPerSec", "ttftMs", "predictedTokensPerSecond"}]}' },
+  },
+  examples: ['baton bench pipeline --model /tmp/m-q8_0.gguf', 'baton bench pipeline --shards 1,2 --delay-ms 5 --json'],
+  async run(ctx) {
+    const shardCounts = (stringOption(ctx, 'shards') ?? '1,2,3').split(',').map((s) => Number(s.trim()));
+    if (shardCounts.some((n) => !Number.isInteger(n) || n < 1 || n > 16)) throw new CliError('--shards must be a comma-separated list of integers from 1 to 16, e.g. 1,2,3', EXIT_USAGE);
+    const delayMs = intOption(ctx, 'delay-ms', { min: 0, max: 10_000 }) ?? 0;
+    const maxTokens = intOption(ctx, 'tokens', { min: 2, max: 4096 }) ?? 64;
+    const rounds = intOption(ctx, 'rounds', { min: 1, max: 100 }) ?? 3;
+    const threads = intOption(ctx, 'threads', { min: 1, max: 256 }) ?? 1;
+    const json = flag(ctx, 'json');
+    const { existsSync } = await import('node:fs');
+    const { join, resolve } = await import('node:path');
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const { batonHome, freePort, RpcClient, resolveControlPlaneOptions } = await import('@baton/control-plane');
+    const { readModelManifest } = await import('@baton/gguf');
+    const modelPath = resolve(stringOption(ctx, 'model') ?? join(batonHome(), 'models', 'baton-demo.gguf'));
+    if (!existsSync(modelPath)) throw new CliError(`no model at ${modelPath}: pass --model FILE (or run \`npm run setup\` for the demo model)`);
+    const manifest = await readModelManifest(modelPath);
+    const cli = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
+    const progress = (line: string) => process.stderr.write(`${line}\n`);
+    const runs: Run[] = [];
+    for (const shards of shardCounts) {
+      const prefix = `baton-bench-${process.pid}-${shards}:`;
+      const port = await freePort();
+      const url = `http://127.0.0.1:${port}`;
+      const contextTokens = Math.min(manifest.contextLength, 1024);
+      const requirement = { contextTokens, sequences: 1, kvDType: 'f16' as const, objective: 'latency' as const, stages: shards };
+      progress(`bench pipeline: ${shards} shard(s)${delayMs ? `, ${delayMs} ms per hop` : ''} …`);
+      const child = spawn(process.execPath, [cli, 'up', '--shards', String(shards), '--stages', String(shards), '--threads', String(threads), '--model', modelPath, '--port', String(port), '--prefix', prefix,
+        '--context', String(contextTokens), '--sequences', '1', '--objective', 'latency', '--delay-ms', String(delayMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+      const rpc = new RpcClient(resolveControlPlaneOptions({ prefix }));
+      try {
+        const end = Date.now() + 120_000;
+        while (!output.includes('OpenAI-compatible API')) {
+          if (child.exitCode !== null || Date.now() > end) throw new CliError(`baton up did not come up for ${shards} shard(s):\n${output.slice(-2000)}`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        // Wait for what the prediction should use: measured compute rates and (with 2+ shards) links.
+        const wantLinks = shards * (shards - 1);
+        for (let i = 0; i < 100; i++) {
+          const { nodes, links } = await rpc.send('discovery.nodes.list', {});
+          if (nodes.every((n) => n.computeBytesPerSec !== null) && links.length >= wantLinks && (await fetch(`${url}/readyz`)).ok) break;
+          await new Promise((r) => setTimeout(r, 300));
+        }
+        const prediction = await rpc.send('planner.preview', { modelPath, requirement });
+        const model = (await rpc.send('planner.list', {})).plans[0]?.modelId ?? manifest.name;
+        await measure(url, model, Math.min(8, maxTokens));
+        const samples = [];
+        for (let r = 0; r < rounds; r++) samples.push(await measure(url, model, maxTokens));
+        const run: Run = {
+          shards,
+          decodeTokensPerSec: median(samples.map((s) => s.decodeTokensPerSec)),
+          ttftMs: median(samples.map((s) => s.ttftMs)),
+          predictedTokensPerSecond: 1000 / prediction.predicted.msPerToken,
+          completionTokens: median(samples.map((s) => s.tokens)),
+        };
+        runs.push(run);
+        progress(`  ${run.decodeTokensPerSec.toFixed(1)} tok/s measured, ${run.predictedTokensPerSecond.toFixed(1)} predicted, TTFT ${run.ttftMs.toFixed(0)} ms`);
+      } finally {
+        await rpc.close();
+        child.kill('SIGINT');
+        await new Promise((r) => child.once('exit', r));
+      }
+    }
+    if (json) {
+      console.log(JSON.stringify({ runs: runs.map(({ completionTokens: _c, ...r }) => r), model: modelPath, delayMs, threads, tokens: maxTokens }, null, 2));
+      return 0;
+    }
+    const base = runs.find((r) => r.shards === 1);
+    console.log(formatTable(
+      ['SHARDS', 'DECODE tok/s', 'vs 1 SHARD', 'PREDICTED tok/s', 'MEASURED/PREDICTED', 'TTFT ms', 'TOKENS'],
+      runs.map((r) => [r.shards, r.decodeTokensPerSec.toFixed(1), base ? `${(r.decodeTokensPerSec / base.decodeTokensPerSec).toFixed(2)}×` : '', r.predictedTokensPerSecond.toFixed(1), `${(r.decodeTokensPerSec / r.predictedTokensPerSecond).toFixed(2)}`, r.ttftMs.toFixed(0), r.completionTokens]),
+    ));
+    console.log(`\nmodel ${modelPath}, ${threads} thread(s) per shard, ${delayMs} ms one-way delay per hop, greedy, ${maxTokens} tokens, median of ${rounds}`);
+    return 0;
+  },
+};
