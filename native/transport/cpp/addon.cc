@@ -242,7 +242,7 @@ bool view_bytes(Napi::Value value, const uint8_t** data, size_t* length) {
   return true;
 }
 
-// send(connectionId, header128, payload | undefined, maxFrameBytes, cork?) -> 0 ok, 1 over high water, 2 not open
+// send(connectionId, header128, payload | undefined, maxFrameBytes) -> 0 ok, 1 over high water, 2 not open
 Napi::Value Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
@@ -266,15 +266,8 @@ Napi::Value Send(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "refusing to send: header payloadLength " + std::to_string(parsed.payload_length) +
                                          " but the payload has " + std::to_string(payload_length) + " bytes");
   }
-  bool cork = info.Length() > 4 && info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
-  SendStatus status = addon_of(env).loop(env)->send(id, header, payload, payload_length, cork);
+  SendStatus status = addon_of(env).loop(env)->send(id, header, payload, payload_length);
   return Napi::Number::New(env, int(status));
-}
-
-Napi::Value Flush(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  addon_of(env).loop(env)->flush(info[0].As<Napi::Number>().Uint32Value());
-  return env.Undefined();
 }
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -427,7 +420,6 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("listen", Napi::Function::New(env, Listen));
   exports.Set("connect", Napi::Function::New(env, Connect));
   exports.Set("send", Napi::Function::New(env, Send));
-  exports.Set("flush", Napi::Function::New(env, Flush));
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("closeListener", Napi::Function::New(env, CloseListener));
   exports.Set("queuedBytes", Napi::Function::New(env, QueuedBytes));

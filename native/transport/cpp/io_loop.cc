@@ -417,36 +417,7 @@ void IoLoop::start_handshake(const std::shared_ptr<Connection>& connection) {
   flush_locked(*connection);
 }
 
-void IoLoop::flush(uint32_t connection_id) {
-  std::shared_ptr<Connection> connection;
-  {
-    std::lock_guard<std::mutex> lock(table_mutex_);
-    auto found = connections_.find(connection_id);
-    if (found == connections_.end()) return;
-    connection = found->second;
-  }
-  bool pending, drain = false;
-  {
-    std::lock_guard<std::mutex> lock(connection->mutex);
-    if (connection->state != Connection::State::OPEN || connection->out_queue.empty()) return;
-    flush_locked(*connection);
-    pending = !connection->out_queue.empty() || connection->write_error != 0;
-    if (connection->drain_wanted && connection->queued_bytes <= connection->options.high_water_mark / 2) {
-      connection->drain_wanted = false;
-      drain = true;
-    }
-  }
-  if (drain) {
-    Event event(EventType::DRAIN);
-    event.id = connection->id;
-    push_event(std::move(event));
-  }
-  if (pending && uv_) arm(connection, now_ms());
-  if (pending || drain) wake();  // thread: watch POLLOUT / deliver; uv: deliver the drain from the loop
-}
-
-SendStatus IoLoop::send(uint32_t connection_id, const uint8_t* header, const uint8_t* payload, size_t payload_length,
-                        bool cork) {
+SendStatus IoLoop::send(uint32_t connection_id, const uint8_t* header, const uint8_t* payload, size_t payload_length) {
   std::shared_ptr<Connection> connection;
   {
     std::lock_guard<std::mutex> lock(table_mutex_);
@@ -462,7 +433,7 @@ SendStatus IoLoop::send(uint32_t connection_id, const uint8_t* header, const uin
   stats.bytes_sent += kFrameHeaderBytes + payload_length;
   size_t written = 0;
   size_t total = kFrameHeaderBytes + payload_length;
-  if (connection->out_queue.empty() && !cork) {
+  if (connection->out_queue.empty()) {
     // Fast path: write from the caller's thread; nothing is copied if the socket takes it all.
     iovec parts[2] = {{const_cast<uint8_t*>(header), kFrameHeaderBytes}, {const_cast<uint8_t*>(payload), payload_length}};
     msghdr message{};
@@ -501,7 +472,7 @@ SendStatus IoLoop::send(uint32_t connection_id, const uint8_t* header, const uin
     stats.sends_over_high_water++;
   }
   lock.unlock();
-  if (was_empty && !cork) {
+  if (was_empty) {
     if (uv_) arm(connection, now_ms());  // start watching for writability
     else wake();                         // the I/O thread starts watching POLLOUT
   }

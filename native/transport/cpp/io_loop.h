@@ -86,11 +86,7 @@ class IoLoop {
   uint32_t connect(const std::string& host, int port, const std::string& unix_path, const EndpointOptions& options,
                    std::string* error);
   // `header` is 128 bytes already validated by the caller; `payload` may be null when empty.
-  // `cork`: only queue the frame (one copy); flush() writes everything queued with one writev.
-  SendStatus send(uint32_t connection_id, const uint8_t* header, const uint8_t* payload, size_t payload_length,
-                  bool cork = false);
-  // Writes what send(…, cork = true) queued.
-  void flush(uint32_t connection_id);
+  SendStatus send(uint32_t connection_id, const uint8_t* header, const uint8_t* payload, size_t payload_length);
   // Graceful: queued output is flushed, then the socket is closed and CLOSE follows.
   void close(uint32_t connection_id);
   void close_listener(uint32_t listener_id);

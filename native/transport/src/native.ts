@@ -44,8 +44,7 @@ export interface NativeBinding {
   ref(on: boolean): void;
   listen(host: string, port: number, unixPath: string, options: NativeEndpointOptions): [number, number];
   connect(host: string, port: number, unixPath: string, options: NativeEndpointOptions): number;
-  send(connectionId: number, header: Uint8Array, payload: ArrayBufferView | undefined, maxFrameBytes: number, cork?: boolean): 0 | 1 | 2;
-  flush(connectionId: number): void;
+  send(connectionId: number, header: Uint8Array, payload: ArrayBufferView | undefined, maxFrameBytes: number): 0 | 1 | 2;
   close(connectionId: number): void;
   closeListener(listenerId: number): void;
   queuedBytes(connectionId: number): number;

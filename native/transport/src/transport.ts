@@ -23,7 +23,6 @@ const EVENT_REJECTED = 6;
 const EVENT_LISTENER_CLOSED = 7;
 
 const EMPTY = Buffer.alloc(0);
-const COALESCE_BELOW_BYTES = 64 * 1024;
 
 interface PendingConnect {
   resolve(connection: Connection): void;
@@ -265,33 +264,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements RdmaHo
       }
       return this.rdmaLink.send(this.headerScratch, length > 0 ? payload : undefined);
     }
-    // Frames sent in one JS tick after the first are coalesced (copied, then written together by
-    // one writev at the end of the tick); the first goes out at once, so a lone frame never waits.
-    // Large payloads always go straight out, after anything coalesced before them.
-    const native = binding();
-    if (length < COALESCE_BELOW_BYTES) {
-      if (this.inBurst) {
-        this.coalesced = true;
-        return native.send(this.id, this.headerScratch, length > 0 ? payload : undefined, this.maxFrameBytes, true) === 0;
-      }
-      this.inBurst = true;
-      queueMicrotask(this.endBurst);
-    } else if (this.coalesced) {
-      this.coalesced = false;
-      native.flush(this.id);
-    }
-    return native.send(this.id, this.headerScratch, length > 0 ? payload : undefined, this.maxFrameBytes) === 0;
+    return binding().send(this.id, this.headerScratch, length > 0 ? payload : undefined, this.maxFrameBytes) === 0;
   }
-
-  private inBurst = false;
-  private coalesced = false;
-  private readonly endBurst = (): void => {
-    this.inBurst = false;
-    if (this.coalesced) {
-      this.coalesced = false;
-      if (!this.isClosed) binding().flush(this.id);
-    }
-  };
 
   /** @internal RdmaHost: the TCP path, for the RDMA negotiation itself. */
   _sendTcp(header: FrameHeader, payload?: ArrayBufferView): boolean {

@@ -157,6 +157,8 @@ export const planCommand: CommandSpec = {
     pin: { type: 'string', value: 'ID,ID', description: 'Use only these nodes' },
     explain: { type: 'boolean', description: 'Also show the alternatives considered and what exo\'s rule would predict' },
     json: { type: 'boolean', description: 'Print the plan as JSON' },
+    apply: { type: 'boolean', description: 'Ask the live cluster\'s planner to serve this model with this requirement (it publishes the plan and keeps it current)' },
+    stages: { type: 'string', value: 'N', description: 'Use exactly N stages' },
     redis: { type: 'string', value: 'URL', description: 'Redis of the live cluster (or $REDIS_URL)', default: 'redis://127.0.0.1:6379' },
     prefix: { type: 'string', value: 'PREFIX', description: 'Key namespace of the cluster (or $BATON_PREFIX)', default: 'baton:' },
   },
@@ -176,6 +178,8 @@ export const planCommand: CommandSpec = {
     if (pinnedNodes && pinnedNodes.length === 0) throw new CliError('--pin needs at least one node id, like --pin mini1,mini2', EXIT_USAGE);
     const json = flag(ctx, 'json');
     const explain = flag(ctx, 'explain');
+    const stages = intOption(ctx, 'stages', { min: 1, max: 1024 });
+    if (flag(ctx, 'apply') && stringOption(ctx, 'nodes')) throw new CliError('--apply places the model on the live cluster: leave out --nodes', EXIT_USAGE);
 
     const manifest = await readModel(modelPath);
     const contextTokens = contextFlag ?? (manifest.contextLength > 0 ? Math.min(DEFAULT_PLAN_CONTEXT, manifest.contextLength) : DEFAULT_PLAN_CONTEXT);
@@ -190,7 +194,7 @@ export const planCommand: CommandSpec = {
       manifest,
       nodes: cluster.nodes,
       links: cluster.links,
-      requirement: { contextTokens, sequences, kvDType, objective, ...(pinnedNodes ? { pinnedNodes } : {}) },
+      requirement: { contextTokens, sequences, kvDType, objective, ...(pinnedNodes ? { pinnedNodes } : {}), ...(stages ? { stages } : {}) },
     };
     let placement: Placement;
     try {
@@ -209,6 +213,23 @@ export const planCommand: CommandSpec = {
       throw error;
     }
     const exo = explain ? evaluateExo(prepare(input)) : undefined;
+
+    if (flag(ctx, 'apply')) {
+      const { resolve } = await import('node:path');
+      const { RpcClient, resolveControlPlaneOptions } = await import('@baton/control-plane');
+      const rpc = new RpcClient(resolveControlPlaneOptions({ redisUrl: stringOption(ctx, 'redis'), prefix: stringOption(ctx, 'prefix') }));
+      try {
+        const plan = await rpc.send('planner.apply', { modelPath: resolve(modelPath), requirement: input.requirement }, { timeoutMs: 30_000 });
+        const summary = `published ${plan.modelId} plan v${plan.version}: ${plan.stages.map((s) => `${label(s.nodeId)} [${s.layerStart},${s.layerEnd})`).join(' → ')}`;
+        if (json) console.log(JSON.stringify(plan, null, 2));
+        else console.log(summary);
+        return 0;
+      } catch (error) {
+        throw new CliError(`the planner did not apply the plan: ${(error as Error).message}`);
+      } finally {
+        await rpc.close();
+      }
+    }
 
     if (json) {
       const out: Record<string, unknown> = {

@@ -81,6 +81,7 @@ export const upCommand: CommandSpec = {
     if (modelFlag && !existsSync(modelPath!)) throw new CliError(`--model ${modelFlag}: no such file`);
     supervisor.start('discovery', appMain('@baton/discovery'), common);
     supervisor.start('planner', appMain('@baton/planner'), common);
+    supervisor.start('kv-cache', appMain('@baton/kv-cache'), common);
     const proxies: { close(): Promise<void> }[] = [];
     for (let i = 1; i <= shards; i++) {
       const dataArgs = ['--data-host', '127.0.0.1', '--advertise', '127.0.0.1'];

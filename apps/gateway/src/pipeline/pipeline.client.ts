@@ -3,11 +3,15 @@
 // sends it TOKEN_OUT frames and any stage its ERROR frames), and runs generations: the prompt goes
 // to stage 0 as TOKENS frames in chunks (so stages overlap), sampled tokens come back from the
 // last stage, and a STOP frame at the end (or on abort) frees the sequence's KV in every stage.
+// With the KV-cache manager (apps/kv-cache) running, each generation is admitted first (kv.admit:
+// a sequence id, blocks reserved on every stage, and the cached prefix to skip), only the
+// uncached prompt tokens are sent, and at the end a CONTROL `release` frame keeps the sequence's
+// KV on the stages while kv.release hands it to the manager as an idle cached sequence.
 import { randomBytes } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import {
-  FrameFlags, FrameKind, PayloadDType, TokenFinish, emptyFrameHeader,
-  type FrameHeader, type NodeRecord, type Plan,
+  BatonError, ErrorCode, FrameFlags, FrameKind, KV_RELEASE_OP, PayloadDType, TokenFinish, emptyFrameHeader,
+  type FrameHeader, type KvAdmitted, type ModelId, type NodeRecord, type Plan, type RequestId,
 } from '@baton/contracts';
 import { EventLog, RedisConnections, RpcClient, type ControlPlaneOptions } from '@baton/control-plane';
 import { connect, type Connection } from '@baton/transport';
@@ -16,6 +20,14 @@ import { PipelineClient, type GenerateRequest, type GenerationEvent, type ModelR
 /** Prompt tokens per TOKENS frame: stage 0 starts on chunk 1 while later chunks are in flight. */
 export const PREFILL_CHUNK_TOKENS = 64;
 const NODE_REFRESH_MS = 1000;
+/** How long a request waits for KV room (or for the KV manager) before 429 (or 503); `BATON_KV_QUEUE_WAIT_MS` overrides. */
+export const KV_QUEUE_WAIT_MS = 3000;
+
+function kvQueueWaitMs(env: NodeJS.ProcessEnv = process.env): number {
+  const value = Number(env.BATON_KV_QUEUE_WAIT_MS);
+  return env.BATON_KV_QUEUE_WAIT_MS !== undefined && Number.isFinite(value) && value >= 0 ? Math.min(value, 600_000) : KV_QUEUE_WAIT_MS;
+}
+const KV_RETRY_MS = 50;
 
 interface Pending {
   push(event: GenerationEvent | { type: 'token-out'; token: number; finish: TokenFinish } | { type: 'error'; message: string }): void;
@@ -31,6 +43,9 @@ export class ShardPipelineClient extends PipelineClient {
   private nextSequence = (Date.now() % 0x7fffffff) >>> 0;
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Whether a KV-cache manager answered (once seen, generations always go through it). */
+  private kvSeen = false;
+  private readonly kvQueueWaitMs = kvQueueWaitMs();
 
   constructor(
     private readonly options: ControlPlaneOptions,
@@ -58,7 +73,7 @@ export class ShardPipelineClient extends PipelineClient {
   }
 
   models(): ServedModel[] {
-    return [...this.plans.values()].map((plan) => ({ modelId: plan.modelId, modelPath: plan.modelPath, contextLength: plan.requirement.contextTokens, planVersion: plan.version }));
+    return [...this.plans.values()].map((plan) => ({ modelId: plan.modelId as ModelId, modelPath: plan.modelPath, contextLength: plan.requirement.contextTokens, planVersion: plan.version }));
   }
 
   plan(modelId: string): Plan | undefined {
@@ -82,7 +97,11 @@ export class ShardPipelineClient extends PipelineClient {
       yield { type: 'done', finishReason: 'error', promptTokens: request.promptTokens.length, completionTokens: 0, cachedTokens: 0, error: this.readiness(request.modelId).reason };
       return;
     }
-    const sequenceId = this.allocateSequence();
+    const admitted = await this.admit(plan, request);
+    const sequenceId = admitted?.sequenceId ?? this.allocateSequence();
+    const cachedTokens = admitted?.cachedTokens ?? 0;
+    const generated: number[] = [];
+    let finished: 'stop' | 'length' | undefined;
     const queue: Parameters<Pending['push']>[0][] = [];
     let wake: (() => void) | undefined;
     this.pending.set(sequenceId, { push: (event) => (queue.push(event), wake?.()) });
@@ -93,33 +112,86 @@ export class ShardPipelineClient extends PipelineClient {
     try {
       const links = await Promise.all(plan.stages.map((s) => this.link(s.nodeId)));
       stage0 = links[0]!;
-      this.sendPrompt(stage0, plan, sequenceId, request);
+      this.sendPrompt(stage0, plan, sequenceId, request, cachedTokens);
       for (;;) {
         while (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve));
         const event = queue.shift()!;
         if (event.type === 'error') {
           const cancelled = event.message === 'cancelled';
-          yield { type: 'done', finishReason: cancelled ? 'cancelled' : 'error', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens: 0, ...(cancelled ? {} : { error: event.message }) };
+          yield { type: 'done', finishReason: cancelled ? 'cancelled' : 'error', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens, ...(cancelled ? {} : { error: event.message }) };
           return;
         }
         if (event.type !== 'token-out') continue;
         if (event.finish === TokenFinish.EOG) {
-          yield { type: 'done', finishReason: 'stop', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens: 0 };
+          finished = 'stop';
+          await this.release(plan, admitted, stage0, request.promptTokens, generated, finished);
+          yield { type: 'done', finishReason: 'stop', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens };
           return;
         }
         completion++;
+        generated.push(event.token);
         yield { type: 'token', tokenId: event.token };
         if (event.finish === TokenFinish.LENGTH) {
-          yield { type: 'done', finishReason: 'length', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens: 0 };
+          finished = 'length';
+          await this.release(plan, admitted, stage0, request.promptTokens, generated, finished);
+          yield { type: 'done', finishReason: 'length', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens };
           return;
         }
       }
     } catch (error) {
-      yield { type: 'done', finishReason: 'error', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens: 0, error: (error as Error).message };
+      yield { type: 'done', finishReason: 'error', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens, error: (error as Error).message };
     } finally {
       request.signal?.removeEventListener('abort', onAbort);
       this.pending.delete(sequenceId);
-      stage0?.send({ ...emptyFrameHeader(FrameKind.CONTROL), sequenceId, planVersion: plan.version, flags: FrameFlags.STOP });
+      if (!finished || !admitted) {
+        stage0?.send({ ...emptyFrameHeader(FrameKind.CONTROL), sequenceId, planVersion: plan.version, flags: FrameFlags.STOP });
+        if (admitted) this.rpc.send('kv.release', { modelId: plan.modelId as ModelId, sequenceId: admitted.sequenceId, keep: false }).catch((error: Error) => this.logger.warn(`kv.release of sequence ${sequenceId}: ${error.message}`));
+      }
+    }
+  }
+
+  /**
+   * Admission through the KV manager: a sequence id, blocks reserved on every stage, and the
+   * cached prefix. Waits (bounded) while the cache is full, then 429 with the manager's numbers;
+   * 400 at once for a request larger than the whole cache. Without a manager (none ever seen):
+   * undefined, and the sequence is the gateway's own, freed at the end.
+   */
+  private async admit(plan: Plan, request: GenerateRequest): Promise<KvAdmitted | undefined> {
+    if (!this.kvSeen) return undefined;
+    const requestId = randomBytes(8).toString('hex') as RequestId;
+    const deadline = Date.now() + this.kvQueueWaitMs;
+    for (;;) {
+      let failure: string;
+      try {
+        const verdict = await this.rpc.send('kv.admit', { modelId: plan.modelId as ModelId, requestId, tokens: request.promptTokens, maxTokens: request.maxTokens }, { timeoutMs: Math.max(5000, this.kvQueueWaitMs) });
+        if (verdict.verdict === 'admitted') return verdict;
+        if (verdict.verdict === 'refused') throw new BatonError(ErrorCode.VALIDATION, verdict.message);
+        if (Date.now() >= deadline) throw new BatonError(ErrorCode.CAPACITY, verdict.message);
+        failure = verdict.message;
+      } catch (error) {
+        if (error instanceof BatonError && (error.code === ErrorCode.VALIDATION || error.code === ErrorCode.CAPACITY)) throw error;
+        failure = (error as Error).message;
+        if (Date.now() >= deadline) throw new BatonError(ErrorCode.UNAVAILABLE, `the KV-cache manager cannot admit the request: ${failure}; retry later`);
+      }
+      if (request.signal?.aborted) throw new BatonError(ErrorCode.UNAVAILABLE, `cancelled while waiting for KV room: ${failure}`);
+      await new Promise((resolve) => setTimeout(resolve, KV_RETRY_MS));
+    }
+  }
+
+  /**
+   * A generation ended normally: the stages keep its KV (CONTROL `release`, ahead of any later
+   * frame on the same connections) and the manager records it as an idle cached sequence holding
+   * the prompt and every generated token that was fed back (all but a final length-capped one).
+   */
+  private async release(plan: Plan, admitted: KvAdmitted | undefined, stage0: Connection | undefined, prompt: readonly number[], generated: readonly number[], finish: 'stop' | 'length'): Promise<void> {
+    if (!admitted || !stage0) return;
+    const payload = Buffer.from(JSON.stringify({ op: KV_RELEASE_OP }));
+    stage0.send({ ...emptyFrameHeader(FrameKind.CONTROL), sequenceId: admitted.sequenceId, planVersion: plan.version, dtype: PayloadDType.U8, width: 1, tokenCount: payload.length, payloadLength: payload.length }, payload);
+    const fed = finish === 'length' ? generated.slice(0, -1) : generated;
+    try {
+      await this.rpc.send('kv.release', { modelId: plan.modelId as ModelId, sequenceId: admitted.sequenceId, tokens: [...prompt, ...fed] });
+    } catch (error) {
+      this.logger.warn(`kv.release of sequence ${admitted.sequenceId}: ${(error as Error).message}`);
     }
   }
 
@@ -129,7 +201,7 @@ export class ShardPipelineClient extends PipelineClient {
     return this.nextSequence;
   }
 
-  private sendPrompt(stage0: Connection, plan: Plan, sequenceId: number, request: GenerateRequest): void {
+  private sendPrompt(stage0: Connection, plan: Plan, sequenceId: number, request: GenerateRequest, from = 0): void {
     const s = request.sampling;
     const base: FrameHeader = {
       ...emptyFrameHeader(FrameKind.TOKENS),
@@ -149,7 +221,7 @@ export class ShardPipelineClient extends PipelineClient {
       planVersion: plan.version,
     };
     const ids = Int32Array.from(request.promptTokens);
-    for (let at = 0; at < ids.length; at += PREFILL_CHUNK_TOKENS) {
+    for (let at = Math.min(from, ids.length - 1); at < ids.length; at += PREFILL_CHUNK_TOKENS) {
       const chunk = ids.subarray(at, Math.min(ids.length, at + PREFILL_CHUNK_TOKENS));
       const last = at + chunk.length >= ids.length;
       stage0.send({ ...base, firstPosition: at, tokenCount: chunk.length, payloadLength: chunk.length * 4, flags: last ? FrameFlags.LAST_CHUNK : 0 }, chunk);
@@ -192,6 +264,12 @@ export class ShardPipelineClient extends PipelineClient {
   }
 
   private async refresh(): Promise<void> {
+    if (!this.kvSeen) {
+      this.rpc.send('kv.ping', {}, { timeoutMs: 500 }).then(() => {
+        if (!this.kvSeen) this.logger.log('KV-cache manager found: generations are admitted through it, with prefix reuse');
+        this.kvSeen = true;
+      }, () => undefined);
+    }
     try {
       const { nodes } = await this.rpc.send('discovery.nodes.list', {}, { timeoutMs: 1000 });
       this.nodes = new Map(nodes.map((n) => [n.id, n]));

@@ -12,6 +12,7 @@ import { connect, listen, type Connection, type Server } from '@baton/transport'
 import { NODE_AGENT_OPTIONS, NodeAgentService, type NodeAgentOptions } from '../agent.service.js';
 import { loadOrCreateSecret } from '../identity.js';
 import { roleIn, type StageRole } from './frames.js';
+import { KvAgent } from './kv-agent.js';
 import { StageRunner } from './stage-runner.js';
 import { warmStage } from './warm.js';
 
@@ -33,6 +34,7 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
   private secret = '';
   private loaded: Loaded | undefined;
   private runner: StageRunner | undefined;
+  private kvAgent: KvAgent | undefined;
   private work: Promise<void> = Promise.resolve();
   private stopped = false;
   private computeMeasured = false;
@@ -75,7 +77,12 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
     if (!loaded) return;
     try {
       const stats = await loaded.engine.kv.stats();
-      const kv = { blocksTotal: stats.blocksTotal, blocksUsed: stats.blocksUsed, blockTokens: stats.blockTokens, sequences: stats.sequences.length };
+      // Blocks of sequences kept cached (idle, evictable at once) count as free, as in vLLM's
+      // prefix cache; the KV manager's kv.usage reports them separately as cached-idle.
+      const idle = this.runner?.idleSequences() ?? new Set<number>();
+      const idleSequences = stats.sequences.filter((s) => idle.has(s.sequenceId));
+      const idleBlocks = idleSequences.reduce((n, s) => n + s.blocks, 0);
+      const kv = { blocksTotal: stats.blocksTotal, blocksUsed: stats.blocksUsed - idleBlocks, blockTokens: stats.blockTokens, sequences: stats.sequences.length - idleSequences.length };
       const key = JSON.stringify(kv);
       if (key === this.kvLast || this.loaded !== loaded) return;
       this.kvLast = key;
@@ -140,12 +147,18 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
       && this.loaded.kvDType === requirement.kvDType && this.loaded.contextTokens === requirement.contextTokens && this.loaded.sequences === requirement.sequences;
     this.runner?.close();
     this.runner = undefined;
+    await this.stopKvAgent();
     if (!same) {
       await this.unload();
       this.loaded = await this.load(plan, role);
     }
     const runner = new StageRunner(plan, role, this.loaded!.engine, this.loaded!.eog);
     this.runner = runner;
+    const agent = new KvAgent(this.connections.open('kv-events'), this.connections.open('kv-commands'), this.cp.prefix, { modelId: plan.modelId, planId: plan.planId, nodeId: this.options.id, stage: role.index }, this.loaded!.engine);
+    agent.runner = runner;
+    runner.kvEvents = agent;
+    this.kvAgent = agent;
+    await agent.start().catch((error: Error) => this.logger.warn(`KV events unavailable: ${error.message}`));
     if (!(role.first && role.last)) runner.next = await this.connectNext(plan, role);
     const range = `[${role.stage.layerStart},${role.stage.layerEnd})`;
     await this.agent.update({ status: `serving ${plan.modelId} v${plan.version} layers ${range} (stage ${role.index + 1} of ${plan.stages.length})`, servingPlanId: plan.planId });
@@ -177,16 +190,26 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
     this.logger.log(`loaded ${label} in ${Date.now() - started} ms (${engine.info.kernels} kernels, ${engine.info.threads} thread(s))`);
     if (!this.computeMeasured) {
       this.computeMeasured = true;
-      const rate = await engine.measureComputeRate();
+      await engine.measureComputeRate(4); // warm-up: first touches of the mapped weights fault pages in
+      const rate = await engine.measureComputeRate(16);
       await this.agent.update({ computeBytesPerSec: Math.round(rate.bytesPerSec) });
       this.logger.log(`measured compute rate ${formatBytes(rate.bytesPerSec)}/s`);
     }
     return { engine, modelPath: plan.modelPath, layerStart, layerEnd, kvDType: requirement.kvDType, contextTokens: requirement.contextTokens, sequences: requirement.sequences, eog };
   }
 
+  private async stopKvAgent(): Promise<void> {
+    const agent = this.kvAgent;
+    this.kvAgent = undefined;
+    if (!agent) return;
+    await agent.stop();
+    for (const client of agent.clients) await this.connections.close(client);
+  }
+
   private async unload(): Promise<void> {
     this.runner?.close();
     this.runner = undefined;
+    await this.stopKvAgent();
     const loaded = this.loaded;
     this.loaded = undefined;
     if (loaded) {

@@ -2,9 +2,12 @@
 // into one engine forward per turn → HIDDEN to the next stage, or, on the last stage, a sampled
 // token to the gateway (TOKEN_OUT) and round the ring to stage 0 as the next TOKENS frame.
 // CONTROL frames: `subscribe` (this connection gets TOKEN_OUT), STOP (drop the sequence, free
-// its KV, pass the STOP on). Frames of stopped sequences are dropped.
+// its KV, pass the STOP on), `release` (the generation ended but its KV stays cached, idle, for
+// the KV-cache manager to reuse or free; passed on). Frames of stopped sequences are dropped.
+// With a KV event sink, every forward reports what each sequence now holds and every free is
+// reported (issue 7: the manager mirrors each shard's pool from these numbered events).
 import { Logger } from '@nestjs/common';
-import { FrameFlags, FrameKind, TokenFinish, type FrameHeader, type Plan } from '@baton/contracts';
+import { FrameFlags, FrameKind, KV_RELEASE_OP, TokenFinish, type FrameHeader, type Plan } from '@baton/contracts';
 import type { Engine } from '@baton/engine';
 import type { Connection } from '@baton/transport';
 import { errorFrame, finishOf, hiddenFrame, ringFrame, stopFrame, takeBatch, tokenOutFrame, view32, type StageRole, type WorkItem } from './frames.js';
@@ -19,12 +22,21 @@ interface SequenceState {
 
 const STOPPED_MEMORY = 10_000;
 
+/** Where the runner reports KV changes (the shard's KvAgent). */
+export interface KvEventSink {
+  stored(sequenceId: number, tokens: number): void;
+  freed(sequenceId: number): void;
+}
+
 export class StageRunner {
   private readonly logger = new Logger('Stage');
   private readonly queue: WorkItem[] = [];
   private readonly sequences = new Map<number, SequenceState>();
   private readonly stopped = new Set<number>();
   private readonly subscribers = new Set<Connection>();
+  /** Sequences released with their KV kept (cached, idle) and not used since. */
+  private readonly idle = new Set<number>();
+  kvEvents: KvEventSink | undefined;
   private running = false;
   private closed = false;
   /** Frames this stage has forwarded (for logs and tests). */
@@ -48,6 +60,7 @@ export class StageRunner {
     switch (header.kind) {
       case FrameKind.CONTROL:
         if (header.flags & FrameFlags.STOP) return this.stop(header.sequenceId);
+        if (this.parseControl(payload)?.op === KV_RELEASE_OP) return this.release(header, payload);
         if (from && this.parseControl(payload)?.op === 'subscribe') {
           this.subscribers.add(from);
           from.once('close', () => this.subscribers.delete(from));
@@ -57,6 +70,7 @@ export class StageRunner {
         if (!this.role.first) return this.refuse(from, header, 'TOKENS frames go to the first stage');
         if (header.width !== 1 || header.payloadLength !== header.tokenCount * 4) return this.refuse(from, header, 'TOKENS frame must carry tokenCount i32 ids');
         if (this.stopped.has(header.sequenceId)) return;
+        this.idle.delete(header.sequenceId);
         this.queue.push({ header, tokens: view32(Int32Array, payload) });
         break;
       case FrameKind.HIDDEN:
@@ -65,6 +79,7 @@ export class StageRunner {
           return this.refuse(from, header, `HIDDEN frame width ${header.width} does not match this model's ${this.width}`);
         }
         if (this.stopped.has(header.sequenceId)) return;
+        this.idle.delete(header.sequenceId);
         this.queue.push({ header, hidden: view32(Float32Array, payload) });
         break;
       default:
@@ -94,13 +109,31 @@ export class StageRunner {
     }
   }
 
+  /** Sequences kept cached after their generation ended, not used since. */
+  idleSequences(): ReadonlySet<number> {
+    return this.idle;
+  }
+
+  /** Drops a sequence's queued frames and state (its KV is the caller's business). */
+  forget(sequenceId: number): void {
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.header.sequenceId === sequenceId) this.queue.splice(i, 1);
+    this.sequences.delete(sequenceId);
+    this.idle.delete(sequenceId);
+  }
+
   private stop(sequenceId: number): void {
     this.stopped.add(sequenceId);
     if (this.stopped.size > STOPPED_MEMORY) this.stopped.delete(this.stopped.values().next().value!);
-    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.header.sequenceId === sequenceId) this.queue.splice(i, 1);
-    this.sequences.delete(sequenceId);
-    this.engine.kv.free(sequenceId).catch(() => undefined);
+    this.forget(sequenceId);
+    this.engine.kv.free(sequenceId).then(() => this.kvEvents?.freed(sequenceId), () => this.kvEvents?.freed(sequenceId));
     if (!this.role.last) this.next?.send(stopFrame(sequenceId, this.plan.version));
+  }
+
+  /** The generation ended; its KV stays (idle) until the manager reuses or frees it. */
+  private release(header: FrameHeader, payload: Buffer): void {
+    this.forget(header.sequenceId);
+    this.idle.add(header.sequenceId);
+    if (!this.role.last) this.next?.send(header, payload);
   }
 
   private async pump(): Promise<void> {
@@ -142,6 +175,7 @@ export class StageRunner {
       return;
     }
     this.forwards++;
+    for (const { header: h } of batch) if (!this.stopped.has(h.sequenceId)) this.kvEvents?.stored(h.sequenceId, h.firstPosition + h.tokenCount);
     let row = 0;
     batch.forEach((item, i) => {
       const h = item.header;

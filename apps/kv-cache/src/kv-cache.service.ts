@@ -1,0 +1,308 @@
+// The KV-cache manager (issue 7 §2, ARCHITECTURE §6): one KvCacheCore per served model's current
+// plan. Follows plans (planner.list, then plan events), consumes the shards' numbered KV events
+// and dumps from the `<prefix>kv-events` stream, answers kv.admit / kv.release / kv.lookup /
+// kv.usage, and sends shards their commands (free, truncate, copy, dump) on per-node streams.
+// Admission waits until every shard confirmed the admission's commands (freed / truncated /
+// copied events), so the request's first frame never overtakes them. The ledger is snapshotted
+// to Redis; after a restart the service restores it and asks every shard for a dump.
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import {
+  BATON_VERSION, BatonError, ErrorCode,
+  type KvAdmitRequest, type KvAdmitResponse, type KvLookupRequest, type KvLookupResponse, type KvReleaseRequest, type KvReleaseResponse,
+  type KvShardCommand, type KvShardEvent, type KvUsageReport, type PingResponse, type Plan,
+} from '@baton/contracts';
+import { CONTROL_PLANE_OPTIONS, EventLog, RedisConnections, RpcClient, RpcServer, type ControlPlaneOptions } from '@baton/control-plane';
+import { readModelManifest } from '@baton/gguf';
+import { KvCacheCore, kvCacheConfig, type KvCacheSnapshot } from '@baton/kv-core';
+import { KvStreams, type KvStreamEntry } from './kv-streams.js';
+
+/** How long admission waits for the shards to confirm its commands. */
+export const KV_CONFIRM_TIMEOUT_MS = 5000;
+/**
+ * Prefix reuse can be switched off (`BATON_KV_REUSE=off`, or `--no-reuse` on the service): every
+ * sequence is then freed at its release, so every request prefills cold (a reference for tests
+ * and benchmarks). Capacity accounting, queueing and refusals stay the same.
+ */
+export function kvReuseEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  return !['off', '0', 'false', 'no'].includes((env.BATON_KV_REUSE ?? '').trim().toLowerCase());
+}
+
+/** How often awaited dumps are asked for again and a changed ledger is snapshotted. */
+const TICK_MS = 1000;
+
+interface ModelCache {
+  plan: Plan;
+  core: KvCacheCore;
+  dirty: boolean;
+}
+
+interface Waiter {
+  resolve(): void;
+}
+
+const CONFIRMING_KIND = { free: 'freed', truncate: 'truncated', copy: 'copied' } as const;
+
+@Injectable()
+export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger('KvCache');
+  private readonly startedAt = Date.now();
+  private readonly caches = new Map<string, ModelCache>();
+  private readonly waiters = new Map<string, Set<Waiter>>();
+  private server!: RpcServer;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private adopting: Promise<void> = Promise.resolve();
+  private loops: Promise<void>[] = [];
+  readonly reuse = kvReuseEnabled();
+
+  constructor(
+    @Inject(CONTROL_PLANE_OPTIONS) private readonly options: ControlPlaneOptions,
+    private readonly connections: RedisConnections,
+    private readonly rpc: RpcClient,
+    private readonly streams: KvStreams,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    const after = await this.streams.lastId().catch(() => '0-0');
+    this.server = new RpcServer(this.options);
+    this.server.register({
+      'kv.admit': (request) => this.admit(request),
+      'kv.release': (request) => this.release(request),
+      'kv.lookup': (request) => this.lookup(request),
+      'kv.usage': () => this.usage(),
+      'kv.ping': () => this.ping(),
+    });
+    await this.server.listen();
+    this.loops.push(this.followShards(after), this.followPlans());
+    this.timer = setInterval(() => void this.tick(), TICK_MS);
+    this.logger.log(`kv-cache ${BATON_VERSION} on ${this.options.redisUrl}${this.reuse ? '' : ' (prefix reuse off)'}`);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.server?.close();
+    await Promise.all(this.loops).catch(() => undefined);
+    await this.saveSnapshots().catch(() => undefined);
+    await this.streams.close();
+  }
+
+  ping(): PingResponse {
+    return { service: 'kv-cache', version: BATON_VERSION, pid: process.pid, uptimeMs: Date.now() - this.startedAt };
+  }
+
+  /** The core of a model's current plan, or a 503-worded error. */
+  private cacheOf(modelId: string): ModelCache {
+    const cache = this.caches.get(modelId);
+    if (!cache) throw new BatonError(ErrorCode.UNAVAILABLE, `the KV-cache manager has no plan for model '${modelId}' yet; retry once the model is placed`);
+    return cache;
+  }
+
+  async admit(request: KvAdmitRequest): Promise<KvAdmitResponse> {
+    const cache = this.cacheOf(request.modelId);
+    const verdict = cache.core.admit(request, Date.now());
+    if (verdict.verdict !== 'admitted') return verdict;
+    cache.dirty = true;
+    const confirmed = this.confirmations(cache.plan, verdict.commands);
+    await this.streams.send(verdict.commands);
+    if (!(await confirmed)) {
+      const undo = cache.core.release({ sequenceId: verdict.sequenceId, keep: false }, Date.now());
+      await this.streams.send(undo.commands).catch(() => undefined);
+      throw new BatonError(ErrorCode.UNAVAILABLE, `the shards of ${request.modelId} did not confirm the KV commands for request ${request.requestId} within ${KV_CONFIRM_TIMEOUT_MS} ms; retry the request`);
+    }
+    return verdict;
+  }
+
+  async release(request: KvReleaseRequest): Promise<KvReleaseResponse> {
+    const cache = this.cacheOf(request.modelId);
+    const response = cache.core.release(this.reuse ? request : { ...request, keep: false }, Date.now());
+    cache.dirty = true;
+    await this.streams.send(response.commands);
+    return response;
+  }
+
+  lookup(request: KvLookupRequest): KvLookupResponse {
+    return this.cacheOf(request.modelId).core.lookup(request.tokens);
+  }
+
+  usage(): KvUsageReport {
+    const now = Date.now();
+    return { atMs: now, nodes: [...this.caches.values()].flatMap((cache) => cache.core.usage(now).nodes) };
+  }
+
+  /** The core of a model (for tests and diagnostics). */
+  core(modelId: string): KvCacheCore | undefined {
+    return this.caches.get(modelId)?.core;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Confirmations: resolved by the shards' events for the admission's commands
+
+  private waiterKey(planId: string, stage: number, sequenceId: number, kind: string): string {
+    return `${planId}/${stage}/${sequenceId}/${kind}`;
+  }
+
+  private confirmations(plan: Plan, commands: readonly KvShardCommand[]): Promise<boolean> {
+    const waits: Promise<boolean>[] = [];
+    for (const command of commands) {
+      if (command.kind === 'dump') continue;
+      const key = this.waiterKey(plan.planId, command.stage, command.sequenceId, CONFIRMING_KIND[command.kind]);
+      waits.push(new Promise<boolean>((resolve) => {
+        const set = this.waiters.get(key) ?? new Set<Waiter>();
+        this.waiters.set(key, set);
+        const waiter: Waiter = { resolve: () => (clearTimeout(timer), resolve(true)) };
+        const timer = setTimeout(() => {
+          set.delete(waiter);
+          if (set.size === 0) this.waiters.delete(key);
+          resolve(false);
+        }, KV_CONFIRM_TIMEOUT_MS);
+        set.add(waiter);
+      }));
+    }
+    return Promise.all(waits).then((all) => all.every(Boolean));
+  }
+
+  private confirm(event: KvShardEvent): void {
+    const key = this.waiterKey(event.planId, event.stage, event.sequenceId, event.kind);
+    const set = this.waiters.get(key);
+    if (!set) return;
+    this.waiters.delete(key);
+    for (const waiter of set) waiter.resolve();
+  }
+
+  /** A dump reflects every command sent before it: whatever that shard was asked is done. */
+  private confirmShard(planId: string, stage: number): void {
+    for (const [key, set] of this.waiters) {
+      if (!key.startsWith(`${planId}/${stage}/`)) continue;
+      this.waiters.delete(key);
+      for (const waiter of set) waiter.resolve();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Shard events and dumps
+
+  private async followShards(after: string): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.adopting;
+        const { entries, lastId } = await this.streams.read(after, 1000);
+        after = lastId;
+        const commands: KvShardCommand[] = [];
+        for (const entry of entries) commands.push(...this.apply(entry));
+        await this.streams.send(commands);
+      } catch (error) {
+        if (!this.stopped) this.logger.warn(`reading shard KV events failed: ${(error as Error).message}`);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+  }
+
+  private apply(entry: KvStreamEntry): KvShardCommand[] {
+    const ref = entry.type === 'event' ? entry.event : entry.dump;
+    const cache = this.caches.get(ref.modelId);
+    if (!cache || cache.plan.planId !== ref.planId) return [];
+    if (entry.type === 'event') {
+      const result = cache.core.applyShardEvent(entry.event);
+      this.confirm(entry.event);
+      if (result.status === 'need-dump') {
+        this.logger.warn(`${result.reason}: asking for a dump`);
+        return [result.command];
+      }
+      if (result.status !== 'applied') return [];
+      cache.dirty = true;
+      if (result.broken.length > 0) this.logger.warn(`sequences ${result.broken.join(', ')} lost KV on ${ref.nodeId}`);
+      return result.commands;
+    }
+    const result = cache.core.applyShardDump(entry.dump);
+    this.confirmShard(ref.planId, ref.stage);
+    if (result.status !== 'applied') return [];
+    cache.dirty = true;
+    if (result.adopted.length + result.dropped.length > 0) {
+      this.logger.log(`dump of ${ref.nodeId} stage ${ref.stage}: adopted ${result.adopted.length} orphan sequence(s), dropped ${result.dropped.length}`);
+    }
+    return [...result.commands, ...(result.needDump ? [result.needDump] : [])];
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Plans
+
+  private async followPlans(): Promise<void> {
+    const reader = this.connections.open('kv-cache-plans');
+    const log = new EventLog(reader, this.options.prefix);
+    let after = await log.lastId().catch(() => '0-0');
+    let listed = false;
+    while (!this.stopped) {
+      try {
+        if (!listed) {
+          const { plans } = await this.rpc.send('planner.list', {}, { timeoutMs: 2000 });
+          for (const plan of plans) await this.adopt(plan);
+          listed = true;
+        }
+        const { events, lastId, gap } = await log.read(after, { blockMs: 1000 });
+        after = lastId;
+        if (gap) listed = false;
+        for (const event of events) {
+          if (event.type === 'plan.published') await this.adopt((event.data as { plan: Plan }).plan);
+          if (event.type === 'plan.withdrawn') this.caches.delete((event.data as { modelId: string }).modelId);
+        }
+      } catch (error) {
+        if (this.stopped) break;
+        this.logger.debug?.(`following plans: ${(error as Error).message}`);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+    await this.connections.close(reader);
+  }
+
+  private adopt(plan: Plan): Promise<void> {
+    const run = this.adopting.then(async () => {
+      const current = this.caches.get(plan.modelId);
+      if (current && (current.plan.planId === plan.planId || current.plan.version >= plan.version)) return;
+      const manifest = await readModelManifest(plan.modelPath);
+      const names: Record<string, string> = {};
+      try {
+        const { nodes } = await this.rpc.send('discovery.nodes.list', {}, { timeoutMs: 2000 });
+        for (const node of nodes) names[node.id] = node.name;
+      } catch {
+        // ids stand in for names
+      }
+      const config = kvCacheConfig(manifest, plan, names);
+      let core = new KvCacheCore(config);
+      const saved = await this.streams.loadSnapshot(plan.modelId).catch(() => null);
+      if (saved) {
+        try {
+          const snapshot = JSON.parse(saved) as KvCacheSnapshot;
+          if (snapshot.planId === plan.planId) core = KvCacheCore.restore(config, snapshot);
+        } catch (error) {
+          this.logger.warn(`ignored the saved KV ledger of ${plan.modelId}: ${(error as Error).message}`);
+        }
+      }
+      this.caches.set(plan.modelId, { plan, core, dirty: true });
+      await this.streams.send(core.dumpCommands());
+      const blocks = plan.stages.map((s, i) => `${s.nodeId} ${core.capacityBlocks(i)}`).join(', ');
+      this.logger.log(`managing ${plan.modelId} v${plan.version}: ${core.sequences().length} sequence(s) restored; capacity in blocks ${blocks}`);
+    });
+    this.adopting = run.catch((error: Error) => this.logger.error(`cannot manage the KV cache of ${plan.modelId}: ${error.message}`));
+    return this.adopting;
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      const dumps: KvShardCommand[] = [];
+      for (const cache of this.caches.values()) dumps.push(...cache.core.awaitedDumps());
+      await this.streams.send(dumps);
+      await this.saveSnapshots();
+    } catch (error) {
+      this.logger.debug?.(`tick: ${(error as Error).message}`);
+    }
+  }
+
+  private async saveSnapshots(): Promise<void> {
+    for (const [modelId, cache] of this.caches) {
+      if (!cache.dirty) continue;
+      cache.dirty = false;
+      await this.streams.saveSnapshot(modelId, JSON.stringify(cache.core.snapshot()));
+    }
+  }
+}
