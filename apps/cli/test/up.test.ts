@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, REDIS_URL, dropPrefix, redisClient, startProcess, stopProcess, streamEvents, tempHome, testPrefix, waitFor } from '../../discovery/test/processes.js';
+import { CLI, REDIS_URL, dropPrefix, redisClient, startProcess, streamEvents, tempHome, testPrefix, waitFor } from '../../discovery/test/processes.js';
 
 const run = promisify(execFile);
 
@@ -17,7 +17,13 @@ describe('baton up / baton nodes', () => {
   const nodes = async () => JSON.parse((await run(process.execPath, [CLI, 'nodes', '--json', '--prefix', prefix], { env })).stdout) as { nodes: { id: string; name: string; pid: number; hostname: string; version: string; memory: { totalBytes: number; availableBytes: number; budgetBytes: number }; lastSeenMs: number }[] };
 
   afterAll(async () => {
-    await stopProcess(up, 'SIGKILL');
+    // SIGINT lets `baton up` stop its children (a SIGKILL would orphan them); SIGKILL after 30 s.
+    if (up.child.exitCode === null) {
+      up.child.kill('SIGINT');
+      const timer = setTimeout(() => up.child.kill('SIGKILL'), 30_000);
+      await up.exited;
+      clearTimeout(timer);
+    }
     await dropPrefix(redis, prefix);
     redis.disconnect();
     rmSync(home, { recursive: true, force: true });

@@ -17,7 +17,7 @@ import { KvCacheCore, kvCacheConfig, type KvCacheSnapshot } from '@baton/kv-core
 import { KvStreams, type KvStreamEntry } from './kv-streams.js';
 
 /** How long admission waits for the shards to confirm its commands. */
-export const KV_CONFIRM_TIMEOUT_MS = 5000;
+export const KV_CONFIRM_TIMEOUT_MS = 3000;
 /**
  * Prefix reuse can be switched off (`BATON_KV_REUSE=off`, or `--no-reuse` on the service): every
  * sequence is then freed at its release, so every request prefills cold (a reference for tests
@@ -110,6 +110,8 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
       await this.streams.send(undo.commands).catch(() => undefined);
       throw new BatonError(ErrorCode.UNAVAILABLE, `the shards of ${request.modelId} did not confirm the KV commands for request ${request.requestId} within ${KV_CONFIRM_TIMEOUT_MS} ms; retry the request`);
     }
+    // Running sequences are persisted before their first frame, so a restarted manager knows them.
+    await this.saveSnapshots().catch((error: Error) => this.logger.warn(`could not save the KV ledger: ${error.message}`));
     return verdict;
   }
 
