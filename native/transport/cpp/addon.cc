@@ -38,6 +38,7 @@ class Addon : public EventSink {
   // uv driver: called on the main thread from a libuv callback (no JS on the stack).
   void deliver_now() {
     if (delivering_) return;  // re-entered from JS: the loop below picks the events up
+    if (!loop_->has_events()) return;  // a wake-up that completed no frame: no JS to run
     delivering_ = true;
     napi_handle_scope raw_scope = nullptr;
     bool scoped = napi_open_handle_scope(env_, &raw_scope) == napi_ok;
@@ -45,7 +46,7 @@ class Addon : public EventSink {
       // The environment is shutting down (process.exit in a worker, …): drop what arrived.
       std::vector<Event> dropped;
       loop_->take_events(dropped);
-      for (auto& event : dropped) std::free(event.payload);
+      for (auto& event : dropped) payload_free(event.payload, event.payload_length);
       if (scoped) napi_close_handle_scope(env_, raw_scope);
       delivering_ = false;
       return;
@@ -123,13 +124,13 @@ class Addon : public EventSink {
           Napi::Value payload = env.Undefined();
           if (event.payload_length > 0 && event.payload_length < kCopyBelowBytes) {
             payload = Napi::Buffer<uint8_t>::Copy(env, event.payload, event.payload_length);
-            std::free(event.payload);
+            payload_free(event.payload, event.payload_length);
           } else if (event.payload_length > 0) {
             int64_t length = int64_t(event.payload_length);
             Napi::MemoryManagement::AdjustExternalMemory(env, length);
             payload = Napi::Buffer<uint8_t>::New(env, event.payload, event.payload_length,
                                                  [length](Napi::Env finalize_env, uint8_t* data) {
-                                                   std::free(data);
+                                                   payload_free(data, size_t(length));
                                                    Napi::MemoryManagement::AdjustExternalMemory(finalize_env, -length);
                                                  });
           }

@@ -97,7 +97,7 @@ struct DiscardingSink : EventSink {
     loop->take_events(events);
     for (auto& event : events) {
       if (event.type == EventType::FRAME) loop->delivered(event.id, event.payload_length);
-      std::free(event.payload);
+      payload_free(event.payload, event.payload_length);
     }
   }
 };

@@ -22,9 +22,10 @@ namespace baton {
 
 namespace {
 
-constexpr size_t kReadBufferBytes = 256 * 1024;
+constexpr size_t kReadBufferBytes = 64 * 1024;  // bigger reads would copy more of a big payload twice
 constexpr size_t kDirectReadThreshold = 64 * 1024;  // read big payload remainders straight into their buffer
 constexpr size_t kReadBudgetPerWake = 8u << 20;     // fairness between connections
+constexpr size_t kLowWaterBytes = 128 * 1024;       // SO_RCVLOWAT inside a big payload
 constexpr int kMaxIov = 64;
 
 #if defined(MSG_NOSIGNAL)
@@ -170,12 +171,71 @@ class SendBufferPool {
   size_t bytes_ = 0;
 };
 
+class PayloadPool {
+ public:
+  static constexpr size_t kMinPooled = 64 * 1024;
+  static constexpr size_t kPoolBytes = 128u << 20;
+
+  static size_t size_class(size_t length) {
+    size_t size = kMinPooled;
+    while (size < length) size <<= 1;
+    return size;
+  }
+
+  uint8_t* take(size_t length) {
+    if (length < kMinPooled) return static_cast<uint8_t*>(std::malloc(length));
+    size_t size = size_class(length);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto found = free_.find(size);
+      if (found != free_.end() && !found->second.empty()) {
+        uint8_t* data = found->second.back();
+        found->second.pop_back();
+        bytes_ -= size;
+        return data;
+      }
+    }
+    return static_cast<uint8_t*>(std::malloc(size));
+  }
+
+  void give(uint8_t* data, size_t length) {
+    if (!data) return;
+    if (length < kMinPooled) {
+      std::free(data);
+      return;
+    }
+    size_t size = size_class(length);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (bytes_ + size <= kPoolBytes) {
+        bytes_ += size;
+        free_[size].push_back(data);
+        return;
+      }
+    }
+    std::free(data);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<size_t, std::vector<uint8_t*>> free_;
+  size_t bytes_ = 0;
+};
+
+PayloadPool& payload_pool() {
+  static PayloadPool* pool = new PayloadPool();  // process lifetime
+  return *pool;
+}
+
 SendBufferPool& send_buffer_pool() {
   static SendBufferPool* pool = new SendBufferPool();  // process lifetime
   return *pool;
 }
 
 }  // namespace
+
+uint8_t* payload_alloc(size_t length) { return payload_pool().take(length); }
+void payload_free(uint8_t* data, size_t length) { payload_pool().give(data, length); }
 
 struct Listener {
   uint32_t id;
@@ -206,6 +266,7 @@ struct Connection {
   uint8_t* payload = nullptr;
   size_t payload_length = 0, payload_received = 0;
   std::atomic<size_t> undelivered{0};
+  int receive_low_water = 1;  // SO_RCVLOWAT currently set (TCP, while inside a big payload)
 
   // Write side and state: guarded by `mutex`.
   std::mutex mutex;
@@ -221,7 +282,7 @@ struct Connection {
   uv_poll_t* poll = nullptr;
   int armed = 0;
 
-  ~Connection() { std::free(payload); }
+  ~Connection() { payload_free(payload, payload_length); }
 };
 
 namespace {
@@ -276,7 +337,7 @@ IoLoop::~IoLoop() {
     if (entry.second->fd >= 0) ::close(entry.second->fd);
     if (!entry.second->unix_path.empty()) unlink(entry.second->unix_path.c_str());
   }
-  for (auto& event : events_) std::free(event.payload);
+  for (auto& event : events_) payload_free(event.payload, event.payload_length);
   if (uv_) {
     // The environment is being torn down: close our handles (their memory is freed by the close
     // callbacks if the loop runs again, else left to process exit).
@@ -733,7 +794,7 @@ bool IoLoop::process_input(const std::shared_ptr<Connection>& c) {
       c->in_payload = true;
       c->payload_length = header.payload_length;
       c->payload_received = 0;
-      c->payload = header.payload_length > 0 ? static_cast<uint8_t*>(std::malloc(header.payload_length)) : nullptr;
+      c->payload = header.payload_length > 0 ? payload_alloc(header.payload_length) : nullptr;
       if (header.payload_length > 0 && c->payload == nullptr) {
         fail(c, "BATON_OUT_OF_MEMORY", "cannot allocate a " + std::to_string(header.payload_length) + "-byte frame");
         return false;
@@ -754,6 +815,11 @@ bool IoLoop::process_input(const std::shared_ptr<Connection>& c) {
     event.payload_length = c->payload_length;
     c->payload = nullptr;
     c->in_payload = false;
+    if (c->receive_low_water > 1) {
+      int one = 1;
+      setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+      c->receive_low_water = 1;
+    }
     c->undelivered += c->payload_length;
     stats.frames_received++;
     stats.bytes_received += kFrameHeaderBytes + c->payload_length;
@@ -772,6 +838,17 @@ void IoLoop::read_ready(const std::shared_ptr<Connection>& c) {
     if (direct) {
       // Large payload: read straight into its buffer, no intermediate copy.
       result = ::read(c->fd, c->payload + c->payload_received, remaining);
+#if defined(__linux__)  // Linux caps SO_RCVLOWAT to what the receive buffer can hold, so it cannot stall
+      if (result < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->family != AF_UNIX) {
+        // Mid-payload and drained: ask the kernel not to wake us for less than a useful chunk
+        // (fewer wake-ups per big frame). Reset to 1 byte when the frame completes.
+        int low = int(std::min<size_t>(remaining, kLowWaterBytes));
+        if (low != c->receive_low_water) {
+          setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low);
+          c->receive_low_water = low;
+        }
+      }
+#endif
     } else {
       if (c->read_start > 0 && kReadBufferBytes - c->read_end < kFrameHeaderBytes * 4) {
         std::memmove(c->read_buffer.get(), c->read_buffer.get() + c->read_start, c->read_end - c->read_start);

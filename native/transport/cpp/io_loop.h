@@ -36,6 +36,12 @@ struct EndpointOptions {
   int socket_buffer_bytes = 0;  // SO_SNDBUF/SO_RCVBUF; 0 = kernel autotuning
 };
 
+// Received payloads come from here and go back here (never plain free()). Buffers of 64 KiB and
+// more are recycled by size class (powers of two), so a stream of big frames does not pay for
+// fresh pages — mmap, page faults, zeroing — on every frame.
+uint8_t* payload_alloc(size_t length);
+void payload_free(uint8_t* data, size_t length);
+
 enum class EventType : uint8_t { CONNECTION = 1, CONNECTED = 2, FRAME = 3, DRAIN = 4, CLOSE = 5, REJECTED = 6, LISTENER_CLOSED = 7 };
 
 struct Event {
@@ -44,7 +50,7 @@ struct Event {
   uint32_t id = 0;        // connection id (listener id for REJECTED, LISTENER_CLOSED)
   uint32_t listener = 0;  // CONNECTION: the listener that accepted it
   uint8_t header[kFrameHeaderBytes];
-  uint8_t* payload = nullptr;  // FRAME: malloc'd, ownership passes to the consumer
+  uint8_t* payload = nullptr;  // FRAME: from payload_alloc(); ownership passes to the consumer
   size_t payload_length = 0;
   std::string text;  // remote address (CONNECTION, CONNECTED, REJECTED) or error message (CLOSE)
   std::string code;  // error code (CLOSE, REJECTED); empty = clean close

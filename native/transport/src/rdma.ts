@@ -102,6 +102,16 @@ export interface RdmaHost {
 }
 
 const active = new Set<RdmaLink>();
+
+// A node that reconnects (or probes) a peer every few seconds would repeat the same fall-back
+// reason forever: each distinct line is logged once per process.
+const logged = new Set<string>();
+function logOnce(host: RdmaHost, line: string): void {
+  if (logged.has(line)) return;
+  if (logged.size > 1000) logged.clear();
+  logged.add(line);
+  host._log(line);
+}
 let pollTimer: NodeJS.Timeout | undefined;
 let pollImmediate: NodeJS.Immediate | undefined;
 let lastActivity = 0;
@@ -144,13 +154,13 @@ export class RdmaLink {
     const status = rdmaStatus(this.settings.mode);
     if (!status.available) {
       // 'auto' without devices is the ordinary case, not a failure: no log line.
-      if (this.settings.mode !== 'auto') this.host._log(`RDMA (${this.settings.mode}) unavailable, using TCP to ${this.host.remoteAddress}: ${status.reason}`);
+      if (this.settings.mode !== 'auto') logOnce(this.host, `RDMA (${this.settings.mode}) unavailable, using TCP to ${this.host.remoteAddress}: ${status.reason}`);
       return Promise.resolve('tcp');
     }
     try {
       this.channel = this.open(status.devices);
     } catch (error) {
-      this.host._log(`RDMA set-up failed, using TCP to ${this.host.remoteAddress}: ${(error as Error).message}`);
+      logOnce(this.host, `RDMA set-up failed, using TCP to ${this.host.remoteAddress}: ${(error as Error).message}`);
       return Promise.resolve('tcp');
     }
     const done = new Promise<'rdma' | 'tcp'>((resolve) => (this.negotiated = resolve));
@@ -170,7 +180,7 @@ export class RdmaLink {
   }
 
   private fallBack(reason: string): void {
-    this.host._log(`RDMA to ${this.host.remoteAddress} failed, using TCP: ${reason}`);
+    logOnce(this.host, `RDMA to ${this.host.remoteAddress} failed, using TCP: ${reason}`);
     this.dispose();
     this.negotiated?.('tcp');
     this.negotiated = undefined;

@@ -12,6 +12,7 @@ import { planCommand } from './plan.js';
 import { chatCommand } from './chat.js';
 import { modelsCommand } from './models.js';
 import { benchPipelineCommand } from './bench-pipeline.js';
+import { benchKvCommand } from './bench-kv.js';
 
 export const COMMANDS: CommandSpec[] = [
   upCommand,
@@ -26,4 +27,5 @@ export const COMMANDS: CommandSpec[] = [
   benchTransportCommand,
   benchEngineCommand,
   benchPipelineCommand,
+  benchKvCommand,
 ];

@@ -7,9 +7,10 @@
 // Q8_0/Q4_0 weights, Q8_K for Q4_K/Q6_K); each block is an integer dot product
 // (_mm256_maddubs_epi16 unsigned x signed bytes — the sign trick for Q8_0's signed x signed —
 // then _mm256_madd_epi16 to int32, or one vpdpbusd) and one FMA with the product of the scales.
-// A tile of R weight rows x C activation columns shares every load: decode (batch 1) streams up
-// to 4 rows at once (Q4_0 two blocks per step); batches use 3x4 / 2x4 / 1x4 tiles over chunks of
-// 64 columns that stay in L2, so one pass over the weights serves a whole chunk.
+// Decode (batch 1) streams 4 weight rows at once, taken from 4 far-apart parts of the row range
+// and prefetched ahead (Q4_0 two blocks per step, the K-quants row by row within a super-block).
+// Batches use tiles of R weight rows x C activation columns (3x4, 2x4, 1x4) sharing every load,
+// over chunks of 64 columns that stay in L2, so one pass over the weights serves a whole chunk.
 #include <algorithm>
 #include <cmath>
 #include <cstring>

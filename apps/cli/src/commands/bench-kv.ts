@@ -1,0 +1,159 @@
+// `baton bench kv`: what prefix reuse buys a multi-turn conversation — time to first token of a
+// follow-up turn whose history is cached (warm) against the same-sized prompt with nothing cached
+// (cold), in one private cluster (issue 7).
+import type { CommandSpec } from '../command.js';
+import { CliError } from '../command.js';
+import { flag, intOption, stringOption } from '../args.js';
+import { formatTable } from '../table.js';
+
+const WORDS = ['the', 'model', 'runs', 'across', 'several', 'machines', 'and', 'each', 'stage', 'holds', 'its', 'layers', 'while', 'tokens', 'travel', 'round', 'ring', 'cache', 'keeps', 'history'];
+
+/** Deterministic filler text of `words` words. */
+function prose(seed: number, words: number): string {
+  let x = seed * 7919 + 13;
+  const out: string[] = [];
+  for (let i = 0; i < words; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    out.push(WORDS[x % WORDS.length]!);
+  }
+  return out.join(' ');
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+interface Turn { ttftMs: number; text: string; promptTokens: number; cachedTokens: number }
+
+/** One streamed greedy completion: time to the first token, the text, and the usage numbers. */
+async function turn(url: string, model: string, prompt: string, maxTokens: number): Promise<Turn> {
+  const started = performance.now();
+  const response = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model, prompt, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+  });
+  if (!response.ok || !response.body) throw new CliError(`the gateway answered ${response.status}: ${await response.text()}`);
+  const decoder = new TextDecoder();
+  let first = 0;
+  let text = '';
+  let usage: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens: number } } | undefined;
+  let buffered = '';
+  for await (const bytes of response.body as unknown as AsyncIterable<Uint8Array>) {
+    buffered += decoder.decode(bytes, { stream: true });
+    let at;
+    while ((at = buffered.indexOf('\n\n')) >= 0) {
+      const event = buffered.slice(0, at);
+      buffered = buffered.slice(at + 2);
+      if (!event.startsWith('data: ') || event === 'data: [DONE]') continue;
+      const chunk = JSON.parse(event.slice(6)) as { choices: { text?: string }[]; usage?: typeof usage | null };
+      if (chunk.choices.length > 0) {
+        if (!first) first = performance.now();
+        text += chunk.choices[0]!.text ?? '';
+      }
+      if (chunk.usage) usage = chunk.usage;
+    }
+  }
+  if (!usage) throw new CliError('the gateway sent no usage chunk; is it an older version?');
+  return { ttftMs: (first || performance.now()) - started, text, promptTokens: usage.prompt_tokens, cachedTokens: usage.prompt_tokens_details?.cached_tokens ?? 0 };
+}
+
+export const benchKvCommand: CommandSpec = {
+  name: 'bench kv',
+  summary: 'Time to first token of a follow-up chat turn with its history cached (warm) against nothing cached (cold)',
+  description:
+    'Starts a private cluster (`baton up`, its own key namespace and port). Each round primes a\n' +
+    'conversation (a history of about --history tokens, answered with a few tokens), then sends the\n' +
+    'follow-up turn — history, answer and about --new fresh tokens — and times its first token (warm:\n' +
+    'the KV-cache manager reuses the history\'s blocks and prefills only the new tokens). The cold\n' +
+    'figure is a prompt of the same length that nothing in the cache shares. Medians of --rounds.',
+  options: {
+    model: { type: 'string', value: 'FILE', description: 'GGUF model (default: the demo model)' },
+    shards: { type: 'string', value: 'N', description: 'Shards (pipeline stages)', default: '1' },
+    history: { type: 'string', value: 'TOKENS', description: 'Approximate history length', default: '1000' },
+    new: { type: 'string', value: 'TOKENS', description: 'Approximate length of the new turn', default: '20' },
+    rounds: { type: 'string', value: 'N', description: 'Measured rounds (the median is reported)', default: '3' },
+    threads: { type: 'string', value: 'N', description: 'Engine threads of every shard', default: '1' },
+    json: { type: 'boolean', description: 'Print {"coldTtftMs", "warmTtftMs", "historyTokens", "newTokens"}' },
+  },
+  examples: ['baton bench kv --model /tmp/m-q8_0.gguf', 'baton bench kv --history 2000 --new 20 --json'],
+  async run(ctx) {
+    const shards = intOption(ctx, 'shards', { min: 1, max: 16 }) ?? 1;
+    const historyTarget = intOption(ctx, 'history', { min: 32, max: 100_000 }) ?? 1000;
+    const newTarget = intOption(ctx, 'new', { min: 1, max: 10_000 }) ?? 20;
+    const rounds = intOption(ctx, 'rounds', { min: 1, max: 100 }) ?? 3;
+    const threads = intOption(ctx, 'threads', { min: 1, max: 256 }) ?? 1;
+    const json = flag(ctx, 'json');
+    const { existsSync } = await import('node:fs');
+    const { join, resolve } = await import('node:path');
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const { batonHome, freePort } = await import('@baton/control-plane');
+    const { readModelManifest } = await import('@baton/gguf');
+    const modelPath = resolve(stringOption(ctx, 'model') ?? join(batonHome(), 'models', 'baton-demo.gguf'));
+    if (!existsSync(modelPath)) throw new CliError(`no model at ${modelPath}: pass --model FILE (or run \`npm run setup\` for the demo model)`);
+    const manifest = await readModelManifest(modelPath);
+    const answerTokens = 8;
+    const contextTokens = Math.min(manifest.contextLength, Math.max(256, 2 ** Math.ceil(Math.log2(historyTarget + newTarget + 4 * answerTokens + 64))));
+    if (historyTarget + newTarget + 2 * answerTokens + 16 > manifest.contextLength) {
+      throw new CliError(`--history ${historyTarget} + --new ${newTarget} does not fit the model's context of ${manifest.contextLength} tokens; lower --history`);
+    }
+    const cli = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
+    const progress = (line: string) => process.stderr.write(`${line}\n`);
+    const prefix = `baton-bench-kv-${process.pid}:`;
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    progress(`bench kv: starting ${shards} shard(s), context ${contextTokens} …`);
+    const child = spawn(process.execPath, [cli, 'up', '--shards', String(shards), '--threads', String(threads), '--model', modelPath, '--port', String(port), '--prefix', prefix,
+      '--context', String(contextTokens), '--sequences', '4'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    try {
+      const end = Date.now() + 180_000;
+      for (;;) {
+        if (child.exitCode !== null || Date.now() > end) throw new CliError(`baton up did not come up:\n${output.slice(-2000)}`);
+        if (output.includes('OpenAI-compatible API') && (await fetch(`${url}/readyz`).then((r) => r.ok, () => false))) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const { data } = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
+      const model = data[0]?.id;
+      if (!model) throw new CliError('the gateway lists no model');
+      // Calibrate words per token on this model's tokenizer.
+      const probe = await turn(url, model, prose(999, 200), 1);
+      const wordsPerToken = 200 / Math.max(1, probe.promptTokens);
+      const historyWords = Math.max(8, Math.round(historyTarget * wordsPerToken));
+      const newWords = Math.max(1, Math.round(newTarget * wordsPerToken));
+      const cold: number[] = [];
+      const warm: number[] = [];
+      const history: number[] = [];
+      const fresh: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        const first = await turn(url, model, prose(10 + r, historyWords), answerTokens);
+        const followUp = `${prose(10 + r, historyWords)}${first.text} ${prose(500 + r, newWords)}`;
+        const w = await turn(url, model, followUp, answerTokens);
+        const c = await turn(url, model, `${prose(1000 + r, historyWords)}${first.text} ${prose(500 + r, newWords)}`, answerTokens);
+        warm.push(w.ttftMs);
+        cold.push(c.ttftMs);
+        history.push(w.cachedTokens);
+        fresh.push(w.promptTokens - w.cachedTokens);
+        progress(`  round ${r + 1}: cold ${c.ttftMs.toFixed(1)} ms (${c.promptTokens} tokens, ${c.cachedTokens} cached), warm ${w.ttftMs.toFixed(1)} ms (${w.promptTokens} tokens, ${w.cachedTokens} cached)`);
+      }
+      const result = { coldTtftMs: median(cold), warmTtftMs: median(warm), historyTokens: median(history), newTokens: median(fresh) };
+      if (json) {
+        console.log(JSON.stringify(result));
+        return 0;
+      }
+      console.log(formatTable(
+        ['HISTORY tokens', 'NEW tokens', 'COLD TTFT ms', 'WARM TTFT ms', 'SPEED-UP'],
+        [[result.historyTokens, result.newTokens, result.coldTtftMs.toFixed(1), result.warmTtftMs.toFixed(1), `${(result.coldTtftMs / result.warmTtftMs).toFixed(1)}×`]],
+      ));
+      console.log(`\nmodel ${modelPath}, ${shards} shard(s), ${threads} thread(s) each, greedy, median of ${rounds}`);
+      return 0;
+    } finally {
+      child.kill('SIGINT');
+      await new Promise((r) => child.once('exit', r));
+    }
+  },
+};
