@@ -27,6 +27,18 @@ export function kvReuseEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
   return !['off', '0', 'false', 'no'].includes((env.BATON_KV_REUSE ?? '').trim().toLowerCase());
 }
 
+/**
+ * A running sequence with no sign of life for this long (no shard event about it since its
+ * admission) is freed: its request is gone — e.g. the admission's reply was lost to a manager
+ * restart, or the gateway could not release it. `BATON_KV_RUNNING_LEASE_MS` overrides.
+ */
+export const KV_RUNNING_LEASE_MS = 30_000;
+
+function runningLeaseMs(env: NodeJS.ProcessEnv = process.env): number {
+  const value = Number(env.BATON_KV_RUNNING_LEASE_MS);
+  return env.BATON_KV_RUNNING_LEASE_MS !== undefined && Number.isFinite(value) && value >= 100 ? value : KV_RUNNING_LEASE_MS;
+}
+
 /** How often awaited dumps are asked for again and a changed ledger is snapshotted. */
 const TICK_MS = 1000;
 
@@ -54,6 +66,9 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
   private adopting: Promise<void> = Promise.resolve();
   private loops: Promise<void>[] = [];
   readonly reuse = kvReuseEnabled();
+  private readonly leaseMs = runningLeaseMs();
+  /** Last sign of life of each running sequence (admission or a shard event), by model and id. */
+  private readonly activity = new Map<string, number>();
 
   constructor(
     @Inject(CONTROL_PLANE_OPTIONS) private readonly options: ControlPlaneOptions,
@@ -100,9 +115,16 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
 
   async admit(request: KvAdmitRequest): Promise<KvAdmitResponse> {
     const cache = this.cacheOf(request.modelId);
+    // A retry of a request whose earlier admission's reply was lost: free that one first.
+    for (const stale of cache.core.sequences()) {
+      if (stale.state !== 'running' || stale.requestId !== request.requestId) continue;
+      await this.streams.send(cache.core.release({ sequenceId: stale.sequenceId, keep: false }, Date.now()).commands);
+      this.activity.delete(`${request.modelId}/${stale.sequenceId}`);
+    }
     const verdict = cache.core.admit(request, Date.now());
     if (verdict.verdict !== 'admitted') return verdict;
     cache.dirty = true;
+    this.activity.set(`${request.modelId}/${verdict.sequenceId}`, Date.now());
     const confirmed = this.confirmations(cache.plan, verdict.commands);
     await this.streams.send(verdict.commands);
     if (!(await confirmed)) {
@@ -118,6 +140,7 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
   async release(request: KvReleaseRequest): Promise<KvReleaseResponse> {
     const cache = this.cacheOf(request.modelId);
     const response = cache.core.release(this.reuse ? request : { ...request, keep: false }, Date.now());
+    this.activity.delete(`${request.modelId}/${request.sequenceId}`);
     cache.dirty = true;
     await this.streams.send(response.commands);
     return response;
@@ -207,6 +230,8 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
     if (entry.type === 'event') {
       const result = cache.core.applyShardEvent(entry.event);
       this.confirm(entry.event);
+      const key = `${ref.modelId}/${entry.event.sequenceId}`;
+      if (this.activity.has(key)) this.activity.set(key, Date.now());
       if (result.status === 'need-dump') {
         this.logger.warn(`${result.reason}: asking for a dump`);
         return [result.command];
@@ -281,6 +306,7 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
         }
       }
       this.caches.set(plan.modelId, { plan, core, dirty: true });
+      for (const sequence of core.sequences()) if (sequence.state === 'running') this.activity.set(`${plan.modelId}/${sequence.sequenceId}`, Date.now());
       await this.streams.send(core.dumpCommands());
       const blocks = plan.stages.map((s, i) => `${s.nodeId} ${core.capacityBlocks(i)}`).join(', ');
       this.logger.log(`managing ${plan.modelId} v${plan.version}: ${core.sequences().length} sequence(s) restored; capacity in blocks ${blocks}`);
@@ -294,9 +320,31 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
       const dumps: KvShardCommand[] = [];
       for (const cache of this.caches.values()) dumps.push(...cache.core.awaitedDumps());
       await this.streams.send(dumps);
+      await this.expireRunning();
       await this.saveSnapshots();
     } catch (error) {
       this.logger.debug?.(`tick: ${(error as Error).message}`);
+    }
+  }
+
+  /** Frees running sequences whose requests show no sign of life (see KV_RUNNING_LEASE_MS). */
+  private async expireRunning(): Promise<void> {
+    const now = Date.now();
+    for (const [modelId, cache] of this.caches) {
+      for (const sequence of cache.core.sequences()) {
+        if (sequence.state !== 'running') continue;
+        const key = `${modelId}/${sequence.sequenceId}`;
+        const last = this.activity.get(key);
+        if (last === undefined) {
+          this.activity.set(key, now);
+          continue;
+        }
+        if (now - last < this.leaseMs) continue;
+        this.activity.delete(key);
+        this.logger.warn(`sequence ${sequence.sequenceId} of ${modelId} (request ${sequence.requestId ?? '?'}) showed no activity for ${now - last} ms: freeing it`);
+        await this.streams.send(cache.core.release({ sequenceId: sequence.sequenceId, keep: false }, now).commands);
+        cache.dirty = true;
+      }
     }
   }
 

@@ -98,10 +98,12 @@ describe('prefix reuse through a 2-shard pipeline', () => {
   let warm: Stack | undefined;
   let cold: Stack | undefined;
   beforeAll(async () => {
-    [warm, cold] = await Promise.all([
-      startStack(['--shards', '2', '--context', '2048', '--sequences', '4']),
+    const started = await Promise.allSettled([
+      startStack(['--shards', '2', '--context', '2048', '--sequences', '4'], { BATON_KV_RUNNING_LEASE_MS: '3000' }),
       startStack(['--shards', '2', '--context', '2048', '--sequences', '4'], { BATON_KV_REUSE: 'off' }),
     ]);
+    [warm, cold] = started.map((s) => (s.status === 'fulfilled' ? s.value : undefined));
+    for (const s of started) if (s.status === 'rejected') throw s.reason;
   }, 240_000);
   afterAll(() => Promise.all([stopStack(warm), stopStack(cold)]), 60_000);
 
@@ -139,7 +141,7 @@ describe('prefix reuse through a 2-shard pipeline', () => {
     const load = Promise.all(prompts.map((p) => complete(warm!.url, p, 40)));
     await new Promise((resolve) => setTimeout(resolve, 30));
     process.kill(pid, 'SIGKILL');
-    const restarted = startProcess(KV_MAIN, ['--redis', REDIS_URL, '--prefix', warm!.prefix]);
+    const restarted = startProcess(KV_MAIN, ['--redis', REDIS_URL, '--prefix', warm!.prefix], { BATON_KV_RUNNING_LEASE_MS: '3000' });
     warm!.extra.push(restarted);
     const results = await load;
     // Each request either completed or was refused as retryable; none hangs or fails otherwise.

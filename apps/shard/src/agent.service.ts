@@ -9,6 +9,7 @@ import {
   type EndpointDto, type NodeAnnouncement, type NodeId,
 } from '@baton/contracts';
 import { CONTROL_PLANE_OPTIONS, Lease, RedisConnections, RpcClient, waitForRedis, type ControlPlaneOptions } from '@baton/control-plane';
+import { rdmaDevices } from '@baton/transport';
 import { defaultMemoryBudget, listLocalModels, probeCpu, probeMemory, roundAvailable } from './machine.js';
 
 export interface NodeAgentOptions {
@@ -115,7 +116,7 @@ export class NodeAgentService implements OnApplicationBootstrap, OnModuleDestroy
       cpu: probeCpu(),
       computeBytesPerSec: previous?.computeBytesPerSec ?? null,
       models: listLocalModels(join(this.options.home, 'models')),
-      rdmaDevices: previous?.rdmaDevices ?? [],
+      rdmaDevices: previous?.rdmaDevices ?? rdmaDevices(),
       startedAtMs: previous?.startedAtMs ?? Date.now(),
       status: previous?.status ?? 'idle',
       ...(previous?.servingPlanId ? { servingPlanId: previous.servingPlanId } : {}),

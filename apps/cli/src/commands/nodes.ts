@@ -18,12 +18,13 @@ export function formatNodes(nodes: NodeRecord[], links: LinkMeasurement[], now =
     n.versionMismatch ? `${n.version} (MISMATCH)` : n.version,
     `${formatBytes(n.memory.budgetBytes)} / ${formatBytes(n.memory.totalBytes)}`,
     formatBytes(n.memory.availableBytes),
-    `${n.cpu.threads}× ${n.cpu.arch}`,
+    `${n.cpu.threads}× ${n.cpu.arch}${n.rdmaDevices.length ? ` rdma:${n.rdmaDevices.join(',')}` : ''}`,
     n.computeBytesPerSec === null ? 'unmeasured' : `${formatBytes(n.computeBytesPerSec)}/s`,
+    n.kv ? `${n.kv.blocksUsed}/${n.kv.blocksTotal} blocks` : '',
     n.status ?? '',
     ago(n.lastSeenMs, now),
   ]);
-  let out = formatTable(['ID', 'NAME', 'HOST', 'PID', 'VERSION', 'BUDGET / RAM', 'AVAILABLE', 'CPU', 'COMPUTE', 'STATUS', 'LAST SEEN'], rows);
+  let out = formatTable(['ID', 'NAME', 'HOST', 'PID', 'VERSION', 'BUDGET / RAM', 'AVAILABLE', 'CPU', 'COMPUTE', 'KV', 'STATUS', 'LAST SEEN'], rows);
   const mismatched = nodes.filter((n) => n.versionMismatch);
   if (mismatched.length > 0) {
     out += `\n\n${mismatched.length} node(s) run a different Baton version or protocol: upgrade them to take part in plans.`;

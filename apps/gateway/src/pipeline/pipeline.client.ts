@@ -28,6 +28,10 @@ function kvQueueWaitMs(env: NodeJS.ProcessEnv = process.env): number {
   return env.BATON_KV_QUEUE_WAIT_MS !== undefined && Number.isFinite(value) && value >= 0 ? Math.min(value, 600_000) : KV_QUEUE_WAIT_MS;
 }
 const KV_RETRY_MS = 50;
+/** How long a request waits for an unreachable KV manager (e.g. while it restarts) before 503. */
+const KV_MANAGER_WAIT_MS = 10_000;
+/** Per-attempt RPC timeout of kv.admit (the manager may wait up to 3 s for the shards' confirmations). */
+const KV_ADMIT_TIMEOUT_MS = 4000;
 
 interface Pending {
   push(event: GenerationEvent | { type: 'token-out'; token: number; finish: TokenFinish } | { type: 'error'; message: string }): void;
@@ -159,11 +163,12 @@ export class ShardPipelineClient extends PipelineClient {
   private async admit(plan: Plan, request: GenerateRequest): Promise<KvAdmitted | undefined> {
     if (!this.kvSeen) return undefined;
     const requestId = randomBytes(8).toString('hex') as RequestId;
-    const deadline = Date.now() + this.kvQueueWaitMs;
+    const started = Date.now();
+    const deadline = started + this.kvQueueWaitMs;
     for (;;) {
       let failure: string;
       try {
-        const verdict = await this.rpc.send('kv.admit', { modelId: plan.modelId as ModelId, requestId, tokens: request.promptTokens, maxTokens: request.maxTokens }, { timeoutMs: Math.max(5000, this.kvQueueWaitMs) });
+        const verdict = await this.rpc.send('kv.admit', { modelId: plan.modelId as ModelId, requestId, tokens: request.promptTokens, maxTokens: request.maxTokens }, { timeoutMs: KV_ADMIT_TIMEOUT_MS });
         if (verdict.verdict === 'admitted') return verdict;
         if (verdict.verdict === 'refused') throw new BatonError(ErrorCode.VALIDATION, verdict.message);
         if (Date.now() >= deadline) throw new BatonError(ErrorCode.CAPACITY, verdict.message);
@@ -171,7 +176,7 @@ export class ShardPipelineClient extends PipelineClient {
       } catch (error) {
         if (error instanceof BatonError && (error.code === ErrorCode.VALIDATION || error.code === ErrorCode.CAPACITY)) throw error;
         failure = (error as Error).message;
-        if (Date.now() >= deadline) throw new BatonError(ErrorCode.UNAVAILABLE, `the KV-cache manager cannot admit the request: ${failure}; retry later`);
+        if (Date.now() >= started + KV_MANAGER_WAIT_MS) throw new BatonError(ErrorCode.UNAVAILABLE, `the KV-cache manager cannot admit the request: ${failure}; retry later`);
       }
       if (request.signal?.aborted) throw new BatonError(ErrorCode.UNAVAILABLE, `cancelled while waiting for KV room: ${failure}`);
       await new Promise((resolve) => setTimeout(resolve, KV_RETRY_MS));
@@ -189,7 +194,7 @@ export class ShardPipelineClient extends PipelineClient {
     stage0.send({ ...emptyFrameHeader(FrameKind.CONTROL), sequenceId: admitted.sequenceId, planVersion: plan.version, dtype: PayloadDType.U8, width: 1, tokenCount: payload.length, payloadLength: payload.length }, payload);
     const fed = finish === 'length' ? generated.slice(0, -1) : generated;
     try {
-      await this.rpc.send('kv.release', { modelId: plan.modelId as ModelId, sequenceId: admitted.sequenceId, tokens: [...prompt, ...fed] });
+      await this.rpc.send('kv.release', { modelId: plan.modelId as ModelId, sequenceId: admitted.sequenceId, tokens: [...prompt, ...fed] }, { timeoutMs: 1000 });
     } catch (error) {
       this.logger.warn(`kv.release of sequence ${admitted.sequenceId}: ${(error as Error).message}`);
     }
