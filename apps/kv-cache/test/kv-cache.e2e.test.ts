@@ -1,7 +1,8 @@
 // Issue 7 end to end, with real processes and the shared Redis: `baton up` (discovery, planner,
 // kv-cache, shards, gateway) serving a small random model.
 // - A 4-turn conversation of about 1,000 tokens: turns 2–4 report cached prompt tokens and give
-//   exactly the greedy output of a second stack with prefix reuse switched off (every turn cold).
+//   exactly the greedy output of a second stack with prefix reuse switched off (every turn cold);
+//   a request sharing a running request's prefix gets a copy of it, with the cold output too.
 // - A manager restart (SIGKILL, new process) during load: no lost or leaked blocks — the blocks
 //   the manager accounts for equal the blocks every shard reports, and no shard holds blocks for
 //   a running sequence after the load.
@@ -134,6 +135,22 @@ describe('prefix reuse through a 2-shard pipeline', () => {
     expect(again.text).toBe(warmTurns[3]!.text);
     expect(again.cachedTokens).toBe(Math.floor((again.promptTokens - 1) / 16) * 16);
   }, 120_000);
+
+  it('copies the prefix of a running sequence into a new request that shares it', async () => {
+    const shared = prose(50, 120);
+    // A: running (streaming, long) when B arrives; its prompt is prefilled on every stage once its first token is out.
+    const controller = new AbortController();
+    const a = await fetch(`${warm!.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'kv', prompt: `${shared} first`, max_tokens: 1500, temperature: 0, stream: true }), signal: controller.signal });
+    const reader = a.body!.getReader();
+    await reader.read();
+    await reader.read();
+    const b = await complete(warm!.url, `${shared} second`, 24);
+    controller.abort();
+    expect(b.status, b.error).toBe(200);
+    expect(b.cachedTokens).toBeGreaterThan(0);
+    expect(b.text).toBe((await complete(cold!.url, `${shared} second`, 24)).text);
+    await settled(warm!);
+  }, 60_000);
 
   it('survives a manager restart during load without losing or leaking blocks', async () => {
     const { pid } = await warm!.rpc.send('kv.ping', {});

@@ -1,6 +1,7 @@
 // The gateway's OpenAI-compatible HTTP API: request DTO classes (validated with class-validator;
 // unknown fields are refused) and the response shapes clients (and `baton chat`) read. Field
 // names are OpenAI's (snake_case) because they are a wire format other tools already speak.
+import type { KvUsageReport } from './kv.js';
 import { Type } from 'class-transformer';
 import {
   ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsIn, IsInt, IsNumber, IsOptional, IsString, Matches, Max, MaxLength, Min,
@@ -249,6 +250,8 @@ export interface ClusterView {
   links: LinkMeasurement[];
   plans: Plan[];
   unplaced: { modelId: string; modelPath: string; reason: string }[];
+  /** Per-node KV-cache use from the KV-cache manager (absent when it does not answer). */
+  kvCache?: KvUsageReport;
 }
 
 /** POST /v1/plans/preview */

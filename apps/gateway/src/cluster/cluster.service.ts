@@ -27,15 +27,16 @@ export class ClusterService {
   ) {}
 
   async view(): Promise<ClusterView> {
-    const [nodes, plans] = await Promise.all([
+    const [nodes, plans, kvCache] = await Promise.all([
       this.rpc.send('discovery.nodes.list', {}).catch((error: unknown) => {
         throw unavailable('discovery is not answering (is `baton up` or the discovery service running?)', error);
       }),
       this.rpc.send('planner.list', {}).catch((error: unknown) => {
         throw unavailable('the planner is not answering (is `baton up` or the planner service running?)', error);
       }),
+      this.rpc.send('kv.usage', {}, { timeoutMs: 500 }).catch(() => undefined),
     ]);
-    return { nodes: nodes.nodes, links: nodes.links, plans: plans.plans, unplaced: plans.unplaced };
+    return { nodes: nodes.nodes, links: nodes.links, plans: plans.plans, unplaced: plans.unplaced, ...(kvCache ? { kvCache } : {}) };
   }
 
   async preview(body: unknown): Promise<PlanPreviewHttpResponse> {

@@ -61,6 +61,8 @@ export class ShardPipelineClient extends PipelineClient {
   }
 
   async start(): Promise<void> {
+    // A KV-cache manager that answers now manages every generation from the first one.
+    this.kvSeen = await this.rpc.send('kv.ping', {}, { timeoutMs: 500 }).then(() => true, () => false);
     await this.refresh();
     void this.follow();
     const tick = () => {
@@ -108,7 +110,8 @@ export class ShardPipelineClient extends PipelineClient {
     let finished: 'stop' | 'length' | undefined;
     const queue: Parameters<Pending['push']>[0][] = [];
     let wake: (() => void) | undefined;
-    this.pending.set(sequenceId, { push: (event) => (queue.push(event), wake?.()) });
+    const mine: Pending = { push: (event) => (queue.push(event), wake?.()) };
+    this.pending.set(sequenceId, mine);
     const onAbort = () => queue.push({ type: 'error', message: 'cancelled' }) && wake?.();
     request.signal?.addEventListener('abort', onAbort, { once: true });
     let stage0: Connection | undefined;
@@ -146,7 +149,8 @@ export class ShardPipelineClient extends PipelineClient {
       yield { type: 'done', finishReason: 'error', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens, error: (error as Error).message };
     } finally {
       request.signal?.removeEventListener('abort', onAbort);
-      this.pending.delete(sequenceId);
+      // The manager may already have given this id to the next request (reuse in place).
+      if (this.pending.get(sequenceId) === mine) this.pending.delete(sequenceId);
       if (!finished || !admitted) {
         stage0?.send({ ...emptyFrameHeader(FrameKind.CONTROL), sequenceId, planVersion: plan.version, flags: FrameFlags.STOP });
         if (admitted) this.rpc.send('kv.release', { modelId: plan.modelId as ModelId, sequenceId: admitted.sequenceId, keep: false }).catch((error: Error) => this.logger.warn(`kv.release of sequence ${sequenceId}: ${error.message}`));
