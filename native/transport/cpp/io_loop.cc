@@ -815,11 +815,6 @@ bool IoLoop::process_input(const std::shared_ptr<Connection>& c) {
     event.payload_length = c->payload_length;
     c->payload = nullptr;
     c->in_payload = false;
-    if (c->receive_low_water > 1) {
-      int one = 1;
-      setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
-      c->receive_low_water = 1;
-    }
     c->undelivered += c->payload_length;
     stats.frames_received++;
     stats.bytes_received += kFrameHeaderBytes + c->payload_length;
@@ -827,6 +822,23 @@ bool IoLoop::process_input(const std::shared_ptr<Connection>& c) {
   }
   if (c->read_start == c->read_end) c->read_start = c->read_end = 0;
   return true;
+}
+
+// Called when a read found the socket drained. Inside a big payload, asks the kernel not to wake
+// us for less than a useful chunk (fewer wake-ups per big frame); otherwise for any byte. Never
+// more than the bytes this frame still needs, since the peer may send nothing after them.
+static void update_receive_low_water(Connection& c) {
+#if defined(__linux__)  // Linux also caps SO_RCVLOWAT to what the receive buffer can hold
+  if (c.family == AF_UNIX) return;
+  size_t remaining = c.in_payload ? c.payload_length - c.payload_received : 0;
+  int want = remaining >= kDirectReadThreshold ? int(std::min(remaining, kLowWaterBytes)) : 1;
+  if (want != c.receive_low_water) {
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want);
+    c.receive_low_water = want;
+  }
+#else
+  (void)c;
+#endif
 }
 
 void IoLoop::read_ready(const std::shared_ptr<Connection>& c) {
@@ -838,17 +850,7 @@ void IoLoop::read_ready(const std::shared_ptr<Connection>& c) {
     if (direct) {
       // Large payload: read straight into its buffer, no intermediate copy.
       result = ::read(c->fd, c->payload + c->payload_received, remaining);
-#if defined(__linux__)  // Linux caps SO_RCVLOWAT to what the receive buffer can hold, so it cannot stall
-      if (result < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->family != AF_UNIX) {
-        // Mid-payload and drained: ask the kernel not to wake us for less than a useful chunk
-        // (fewer wake-ups per big frame). Reset to 1 byte when the frame completes.
-        int low = int(std::min<size_t>(remaining, kLowWaterBytes));
-        if (low != c->receive_low_water) {
-          setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low);
-          c->receive_low_water = low;
-        }
-      }
-#endif
+
     } else {
       if (c->read_start > 0 && kReadBufferBytes - c->read_end < kFrameHeaderBytes * 4) {
         std::memmove(c->read_buffer.get(), c->read_buffer.get() + c->read_start, c->read_end - c->read_start);
@@ -873,7 +875,10 @@ void IoLoop::read_ready(const std::shared_ptr<Connection>& c) {
       return;
     }
     if (result < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        update_receive_low_water(*c);
+        return;
+      }
       if (errno == EINTR) continue;
       int saved = errno;
       fail(c, errno_code(saved), "connection to " + c->remote + " failed: " + std::strerror(saved));
@@ -887,9 +892,16 @@ void IoLoop::read_ready(const std::shared_ptr<Connection>& c) {
       c->read_end += size_t(result);
     }
     if (!process_input(c)) return;
-    if (c->undelivered >= c->options.max_undelivered_bytes) return;
-    if (!direct && size_t(result) < kReadBufferBytes / 2 && !c->in_payload) return;  // likely drained
+    if (c->undelivered >= c->options.max_undelivered_bytes) {
+      update_receive_low_water(*c);
+      return;
+    }
+    if (!direct && size_t(result) < kReadBufferBytes / 2 && !c->in_payload) {  // likely drained
+      update_receive_low_water(*c);
+      return;
+    }
   }
+  update_receive_low_water(*c);  // the read budget ran out: more is waiting
 }
 
 int IoLoop::prepare(const std::shared_ptr<Connection>& c, int64_t now, int64_t* next_deadline) {

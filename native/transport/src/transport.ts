@@ -183,7 +183,8 @@ export interface ConnectionEvents {
  *   copied into the send queue); the caller may reuse or modify it as soon as send() returns.
  * - 'frame' payloads are fresh Buffers owned by the listener: the transport never touches them
  *   again, and they stay valid until garbage collected. Payloads of 64 KiB and more are external
- *   Buffers over the native receive allocation (no copy; freed by the GC); smaller ones are copied.
+ *   Buffers over the native receive allocation (no copy; recycled once the GC collects the Buffer);
+ *   smaller ones are copied.
  *   Frames that arrive before a 'frame' listener is attached are held and delivered to it.
  */
 export class Connection extends EventEmitter<ConnectionEvents> implements RdmaHost {

@@ -286,3 +286,29 @@ describe('link probe', () => {
     await expect(probeLink(client, { rounds: 0 })).rejects.toThrow(/rounds must be an integer/);
   });
 });
+
+describe('big-frame bursts', () => {
+  it('delivers the last frame of every burst of big frames (no wake-up lost while mid-payload)', async () => {
+    const server = track(await listen({ host: '127.0.0.1', port: 0, secret: SECRET, logger: collectingLogger() }));
+    server.on('connection', (connection) => {
+      let bytes = 0;
+      connection.on('frame', (header, payload) => {
+        bytes += payload.length;
+        if (header.kind === FrameKind.CONTROL) connection.send({ ...header, firstPosition: bytes % 0xffffffff });
+      });
+    });
+    const client = track(await connectTo(server));
+    const sizes = [65_536 + 1000, 150_000, 70_001, 1 << 20, 200_003, 64 * 1024, 99_999];
+    let expected = 0;
+    for (let round = 0; round < 6; round++) {
+      for (const size of sizes) {
+        expected += size;
+        if (!client.send(emptyFrameHeader(FrameKind.TOKENS), Buffer.alloc(size, round))) await once(client, 'drain');
+      }
+      const reply = nextFrames(client, 1);
+      client.send(emptyFrameHeader(FrameKind.CONTROL));
+      const [[header]] = await reply;
+      expect(header.firstPosition).toBe(expected % 0xffffffff);
+    }
+  });
+});

@@ -27,7 +27,9 @@ function kvQueueWaitMs(env: NodeJS.ProcessEnv = process.env): number {
   const value = Number(env.BATON_KV_QUEUE_WAIT_MS);
   return env.BATON_KV_QUEUE_WAIT_MS !== undefined && Number.isFinite(value) && value >= 0 ? Math.min(value, 600_000) : KV_QUEUE_WAIT_MS;
 }
-const KV_RETRY_MS = 50;
+/** First retry delay of a queued admission; doubles up to KV_RETRY_MAX_MS. */
+const KV_RETRY_MS = 25;
+const KV_RETRY_MAX_MS = 250;
 /** How long a request waits for an unreachable KV manager (e.g. while it restarts) before 503. */
 const KV_MANAGER_WAIT_MS = 10_000;
 /** Per-attempt RPC timeout of kv.admit (the manager may wait up to 3 s for the shards' confirmations). */
@@ -169,6 +171,7 @@ export class ShardPipelineClient extends PipelineClient {
     const requestId = randomBytes(8).toString('hex') as RequestId;
     const started = Date.now();
     const deadline = started + this.kvQueueWaitMs;
+    let attempt = 0;
     for (;;) {
       let failure: string;
       try {
@@ -183,7 +186,7 @@ export class ShardPipelineClient extends PipelineClient {
         if (Date.now() >= started + KV_MANAGER_WAIT_MS) throw new BatonError(ErrorCode.UNAVAILABLE, `the KV-cache manager cannot admit the request: ${failure}; retry later`);
       }
       if (request.signal?.aborted) throw new BatonError(ErrorCode.UNAVAILABLE, `cancelled while waiting for KV room: ${failure}`);
-      await new Promise((resolve) => setTimeout(resolve, KV_RETRY_MS));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(KV_RETRY_MAX_MS, KV_RETRY_MS << Math.min(attempt++, 8))));
     }
   }
 
