@@ -6,7 +6,38 @@ import { formatBytes } from '@baton/contracts';
 import type { CommandSpec } from '../command.js';
 import { CliError } from '../command.js';
 import { bytesOption, choiceOption, intOption, stringOption } from '../args.js';
-import { OBJECTIVES, KV_DTYPES } from '@baton/contracts';
+import { OBJECTIVES, KV_DTYPES, type NodeRecord, type Plan } from '@baton/contracts';
+import type { RpcClient } from '@baton/control-plane';
+
+/**
+ * Waits until the model's plan is served by every stage, every node has measured its compute
+ * rate, and the plan version has not changed for SETTLE_MS (at most SETTLE_TIMEOUT_MS).
+ */
+const SETTLE_MS = 2000;
+const SETTLE_TIMEOUT_MS = 120_000;
+async function waitForSettledPlan(rpc: RpcClient, modelId: string, aborted: () => boolean): Promise<Plan> {
+  const end = Date.now() + SETTLE_TIMEOUT_MS;
+  let last: Plan | null = null;
+  let stableSince = Date.now();
+  for (;;) {
+    const current = await rpc.send('planner.current', { modelId }).catch(() => null);
+    if (current && (!last || current.planId !== last.planId)) stableSince = Date.now();
+    last = current ?? last;
+    if (current) {
+      const { nodes } = await rpc.send('discovery.nodes.list', {}).catch(() => ({ nodes: [] as NodeRecord[] }));
+      const byId = new Map(nodes.map((n) => [n.id as string, n]));
+      const serving = current.stages.every((s) => byId.get(s.nodeId)?.servingPlanId === current.planId);
+      const measured = current.stages.every((s) => byId.get(s.nodeId)?.computeBytesPerSec != null);
+      if (serving && measured && Date.now() - stableSince >= SETTLE_MS) return current;
+    }
+    if (aborted()) throw new CliError('stopped while waiting for the shards to load the model');
+    if (Date.now() > end) {
+      if (last) return last;
+      throw new CliError(`no plan for ${modelId} after ${SETTLE_TIMEOUT_MS / 1000} s (see the planner's log lines above)`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
 
 /** The process entry (dist/main.js) of a workspace app, found through its package. */
 function appMain(pkg: string): string {
@@ -15,7 +46,7 @@ function appMain(pkg: string): string {
 
 export const upCommand: CommandSpec = {
   name: 'up',
-  summary: 'Start a local cluster: Redis (if needed), discovery, planner, N shards and the OpenAI-compatible gateway',
+  summary: 'Start a local cluster: Redis (if needed), discovery, planner, KV-cache manager, N shards and the OpenAI gateway',
   description:
     'Redis: --redis/$REDIS_URL when given; else the one answering on 127.0.0.1:6379; else an embedded\n' +
     'redis-server on a free port with its data under ~/.baton/redis. Each node agent gets an equal share\n' +
@@ -119,8 +150,11 @@ export const upCommand: CommandSpec = {
         const contextTokens = contextFlag ?? Math.min(manifest.contextLength, 4096);
         const stages = stagesFlag === undefined ? Math.min(shards, manifest.layers) : stagesFlag;
         const requirement = { contextTokens, sequences, kvDType, objective, ...(stages > 0 ? { stages } : {}) };
-        const plan = await rpc.send('planner.apply', { modelPath, requirement }, { timeoutMs: 30_000 });
-        servedModel = plan.modelId;
+        const applied = await rpc.send('planner.apply', { modelPath, requirement }, { timeoutMs: 30_000 });
+        servedModel = applied.modelId;
+        // The shards load, measure their compute rate and announce it; the planner may then
+        // re-balance once. Serve only when the plan has settled and every stage serves it.
+        const plan = await waitForSettledPlan(rpc, applied.modelId, () => failed !== undefined);
         log(`[up]       plan ${plan.modelId} v${plan.version}: ${plan.stages.map((s) => `${s.nodeId} layers [${s.layerStart},${s.layerEnd})`).join(' → ')}; predicted ${plan.predicted.msPerToken.toFixed(2)} ms/token, ${plan.predicted.tokensPerSecond.toFixed(1)} tokens/s with ${sequences} sequences`);
         supervisor.start('gateway', appMain('@baton/gateway'), [...common, '--port', String(port), '--host', stringOption(ctx, 'host') ?? '127.0.0.1']);
         url = `http://${stringOption(ctx, 'host') ?? '127.0.0.1'}:${port}`;

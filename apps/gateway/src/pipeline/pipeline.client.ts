@@ -36,6 +36,8 @@ const KV_MANAGER_WAIT_MS = 10_000;
 const KV_ADMIT_TIMEOUT_MS = 4000;
 
 interface Pending {
+  /** The plan the generation runs on: a new plan restarts the stages, dropping its frames. */
+  plan?: Plan;
   push(event: GenerationEvent | { type: 'token-out'; token: number; finish: TokenFinish } | { type: 'error'; message: string }): void;
 }
 
@@ -112,7 +114,7 @@ export class ShardPipelineClient extends PipelineClient {
     let finished: 'stop' | 'length' | undefined;
     const queue: Parameters<Pending['push']>[0][] = [];
     let wake: (() => void) | undefined;
-    const mine: Pending = { push: (event) => (queue.push(event), wake?.()) };
+    const mine: Pending = { plan, push: (event) => (queue.push(event), wake?.()) };
     this.pending.set(sequenceId, mine);
     const onAbort = () => queue.push({ type: 'error', message: 'cancelled' }) && wake?.();
     request.signal?.addEventListener('abort', onAbort, { once: true });
@@ -301,6 +303,12 @@ export class ShardPipelineClient extends PipelineClient {
     if (current && current.version >= plan.version) return;
     this.plans.set(plan.modelId, plan);
     this.unplaced.delete(plan.modelId);
+    // The stages start over on a new plan (in-flight frames are dropped): fail what ran on the old one.
+    for (const pending of this.pending.values()) {
+      if (pending.plan?.modelId === plan.modelId && pending.plan.version < plan.version) {
+        pending.push({ type: 'error', message: `the model was re-placed during the generation (plan v${pending.plan.version} → v${plan.version}); retry the request` });
+      }
+    }
     this.logger.log(`plan ${plan.modelId} v${plan.version}: ${plan.stages.map((s) => `${s.nodeId}[${s.layerStart},${s.layerEnd})`).join(' → ')}`);
   }
 

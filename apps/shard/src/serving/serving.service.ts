@@ -5,7 +5,7 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { formatBytes, FrameKind, type NodeRecord, type Plan } from '@baton/contracts';
 import { CONTROL_PLANE_OPTIONS, EventLog, RedisConnections, RpcClient, type ControlPlaneOptions } from '@baton/control-plane';
-import { Engine } from '@baton/engine';
+import { Engine, measureReadBandwidth } from '@baton/engine';
 import { readGguf } from '@baton/gguf';
 import { loadVocab, plainMetadata } from '@baton/tokenizer';
 import { connect, listen, type Connection, type Server } from '@baton/transport';
@@ -198,6 +198,10 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
         const again = await engine.measureComputeRate(8);
         if (again.bytesPerSec > rate.bytesPerSec) rate = again;
       }
+      // A small stage can sit in the CPU's last-level cache while it is measured alone, which a
+      // pipeline sharing the machine will not enjoy: never announce more than memory can stream.
+      const bandwidth = await measureReadBandwidth({ bytes: 512 * 1024 * 1024, passes: 3, threads: engine.info.threads });
+      if (bandwidth < rate.bytesPerSec) rate = { ...rate, bytesPerSec: bandwidth };
       await this.agent.update({ computeBytesPerSec: Math.round(rate.bytesPerSec) });
       this.logger.log(`measured compute rate ${formatBytes(rate.bytesPerSec)}/s`);
     }
