@@ -117,9 +117,13 @@ export const benchPipelineCommand: CommandSpec = {
         }
         const prediction = await rpc.send('planner.preview', { modelPath, requirement });
         const model = (await rpc.send('planner.list', {})).plans[0]?.modelId ?? manifest.name;
-        await measure(url, model, Math.min(8, maxTokens));
         const samples = [];
-        for (let r = 0; r < rounds; r++) samples.push(await measure(url, model, maxTokens));
+        try {
+          await measure(url, model, Math.min(8, maxTokens));
+          for (let r = 0; r < rounds; r++) samples.push(await measure(url, model, maxTokens));
+        } catch (error) {
+          throw new CliError(`measuring ${shards} shard(s) failed: ${(error as Error).message}\nlast lines of baton up:\n${output.split('\n').slice(-40).join('\n')}`);
+        }
         const run: Run = {
           shards,
           decodeTokensPerSec: median(samples.map((s) => s.decodeTokensPerSec)),
