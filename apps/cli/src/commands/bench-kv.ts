@@ -19,11 +19,6 @@ function prose(seed: number, words: number): string {
   return out.join(' ');
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
 interface Turn { ttftMs: number; text: string; promptTokens: number; cachedTokens: number }
 
 /** One streamed greedy completion: time to the first token, the text, and the usage numbers. */
@@ -85,38 +80,20 @@ export const benchKvCommand: CommandSpec = {
     const rounds = intOption(ctx, 'rounds', { min: 1, max: 100 }) ?? 3;
     const threads = intOption(ctx, 'threads', { min: 1, max: 256 }) ?? 1;
     const json = flag(ctx, 'json');
-    const { existsSync } = await import('node:fs');
-    const { join, resolve } = await import('node:path');
-    const { spawn } = await import('node:child_process');
-    const { fileURLToPath } = await import('node:url');
-    const { batonHome, freePort } = await import('@baton/control-plane');
+    const { startLocalStack, benchModelPath, median } = await import('../up/local-stack.js');
     const { readModelManifest } = await import('@baton/gguf');
-    const modelPath = resolve(stringOption(ctx, 'model') ?? join(batonHome(), 'models', 'baton-demo.gguf'));
-    if (!existsSync(modelPath)) throw new CliError(`no model at ${modelPath}: pass --model FILE (or run \`npm run setup\` for the demo model)`);
+    const modelPath = benchModelPath(stringOption(ctx, 'model'));
     const manifest = await readModelManifest(modelPath);
     const answerTokens = 8;
     const contextTokens = Math.min(manifest.contextLength, Math.max(256, 2 ** Math.ceil(Math.log2(historyTarget + newTarget + 4 * answerTokens + 64))));
     if (historyTarget + newTarget + 2 * answerTokens + 16 > manifest.contextLength) {
       throw new CliError(`--history ${historyTarget} + --new ${newTarget} does not fit the model's context of ${manifest.contextLength} tokens; lower --history`);
     }
-    const cli = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
     const progress = (line: string) => process.stderr.write(`${line}\n`);
-    const prefix = `baton-bench-kv-${process.pid}:`;
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
     progress(`bench kv: starting ${shards} shard(s), context ${contextTokens} …`);
-    const child = spawn(process.execPath, [cli, 'up', '--shards', String(shards), '--threads', String(threads), '--model', modelPath, '--port', String(port), '--prefix', prefix,
-      '--context', String(contextTokens), '--sequences', '4'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const stack = await startLocalStack('kv', ['--shards', String(shards), '--threads', String(threads), '--model', modelPath, '--context', String(contextTokens), '--sequences', '4']);
+    const { url } = stack;
     try {
-      const end = Date.now() + 180_000;
-      for (;;) {
-        if (child.exitCode !== null || Date.now() > end) throw new CliError(`baton up did not come up:\n${output.slice(-2000)}`);
-        if (output.includes('OpenAI-compatible API') && (await fetch(`${url}/readyz`).then((r) => r.ok, () => false))) break;
-        await new Promise((r) => setTimeout(r, 200));
-      }
       const { data } = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
       const model = data[0]?.id;
       if (!model) throw new CliError('the gateway lists no model');
@@ -152,8 +129,7 @@ export const benchKvCommand: CommandSpec = {
       console.log(`\nmodel ${modelPath}, ${shards} shard(s), ${threads} thread(s) each, greedy, median of ${rounds}`);
       return 0;
     } finally {
-      child.kill('SIGINT');
-      await new Promise((r) => child.once('exit', r));
+      await stack.stop();
     }
   },
 };

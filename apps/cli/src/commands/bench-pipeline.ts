@@ -7,13 +7,8 @@ interface Run {
   shards: number;
   decodeTokensPerSec: number;
   ttftMs: number;
-  predictedTokensPerSecond: number;
+  predictedTokensPerSec: number;
   completionTokens: number;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 /** One streamed completion: time to the first token and the decode rate after it. */
@@ -66,7 +61,7 @@ export const benchPipelineCommand: CommandSpec = {
     tokens: { type: 'string', value: 'N', description: 'Tokens generated per request', default: '64' },
     rounds: { type: 'string', value: 'N', description: 'Measured requests per shard count (the median is reported)', default: '3' },
     threads: { type: 'string', value: 'N', description: 'Engine threads of every shard', default: '1' },
-    json: { type: 'boolean', description: 'Print {"runs": [{"shards", "decodeTokensPerSec", "ttftMs", "predictedTokensPerSecond"}]}' },
+    json: { type: 'boolean', description: 'Print {"runs": [{"shards", "decodeTokensPerSec", "ttftMs", "predictedTokensPerSec"}]}' },
   },
   examples: ['baton bench pipeline --model /tmp/m-q8_0.gguf', 'baton bench pipeline --shards 1,2 --delay-ms 5 --json'],
   async run(ctx) {
@@ -77,37 +72,22 @@ export const benchPipelineCommand: CommandSpec = {
     const rounds = intOption(ctx, 'rounds', { min: 1, max: 100 }) ?? 3;
     const threads = intOption(ctx, 'threads', { min: 1, max: 256 }) ?? 1;
     const json = flag(ctx, 'json');
-    const { existsSync } = await import('node:fs');
-    const { join, resolve } = await import('node:path');
-    const { spawn } = await import('node:child_process');
-    const { fileURLToPath } = await import('node:url');
-    const { batonHome, freePort, RpcClient, resolveControlPlaneOptions } = await import('@baton/control-plane');
+    const { startLocalStack, benchModelPath, median } = await import('../up/local-stack.js');
+    const { RpcClient, resolveControlPlaneOptions } = await import('@baton/control-plane');
     const { readModelManifest } = await import('@baton/gguf');
-    const modelPath = resolve(stringOption(ctx, 'model') ?? join(batonHome(), 'models', 'baton-demo.gguf'));
-    if (!existsSync(modelPath)) throw new CliError(`no model at ${modelPath}: pass --model FILE (or run \`npm run setup\` for the demo model)`);
+    const modelPath = benchModelPath(stringOption(ctx, 'model'));
     const manifest = await readModelManifest(modelPath);
-    const cli = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
     const progress = (line: string) => process.stderr.write(`${line}\n`);
     const runs: Run[] = [];
     for (const shards of shardCounts) {
-      const prefix = `baton-bench-${process.pid}-${shards}:`;
-      const port = await freePort();
-      const url = `http://127.0.0.1:${port}`;
       const contextTokens = Math.min(manifest.contextLength, 1024);
       const requirement = { contextTokens, sequences: 1, kvDType: 'f16' as const, objective: 'latency' as const, stages: shards };
       progress(`bench pipeline: ${shards} shard(s)${delayMs ? `, ${delayMs} ms per hop` : ''} …`);
-      const child = spawn(process.execPath, [cli, 'up', '--shards', String(shards), '--stages', String(shards), '--threads', String(threads), '--model', modelPath, '--port', String(port), '--prefix', prefix,
-        '--context', String(contextTokens), '--sequences', '1', '--objective', 'latency', '--delay-ms', String(delayMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-      const rpc = new RpcClient(resolveControlPlaneOptions({ prefix }));
+      const stack = await startLocalStack('pipeline', ['--shards', String(shards), '--stages', String(shards), '--threads', String(threads), '--model', modelPath,
+        '--context', String(contextTokens), '--sequences', '1', '--objective', 'latency', '--delay-ms', String(delayMs)], 120_000);
+      const { url } = stack;
+      const rpc = new RpcClient(resolveControlPlaneOptions({ prefix: stack.prefix }));
       try {
-        const end = Date.now() + 120_000;
-        while (!output.includes('OpenAI-compatible API')) {
-          if (child.exitCode !== null || Date.now() > end) throw new CliError(`baton up did not come up for ${shards} shard(s):\n${output.slice(-2000)}`);
-          await new Promise((r) => setTimeout(r, 200));
-        }
         // Wait for what the prediction should use: measured compute rates and (with 2+ shards) links.
         const wantLinks = shards * (shards - 1);
         for (let i = 0; i < 100; i++) {
@@ -122,21 +102,20 @@ export const benchPipelineCommand: CommandSpec = {
           await measure(url, model, Math.min(8, maxTokens));
           for (let r = 0; r < rounds; r++) samples.push(await measure(url, model, maxTokens));
         } catch (error) {
-          throw new CliError(`measuring ${shards} shard(s) failed: ${(error as Error).message}\nlast lines of baton up:\n${output.split('\n').slice(-40).join('\n')}`);
+          throw new CliError(`measuring ${shards} shard(s) failed: ${(error as Error).message}\nlast lines of baton up:\n${stack.output().split('\n').slice(-40).join('\n')}`);
         }
         const run: Run = {
           shards,
           decodeTokensPerSec: median(samples.map((s) => s.decodeTokensPerSec)),
           ttftMs: median(samples.map((s) => s.ttftMs)),
-          predictedTokensPerSecond: 1000 / prediction.predicted.msPerToken,
+          predictedTokensPerSec: 1000 / prediction.predicted.msPerToken,
           completionTokens: median(samples.map((s) => s.tokens)),
         };
         runs.push(run);
-        progress(`  ${run.decodeTokensPerSec.toFixed(1)} tok/s measured, ${run.predictedTokensPerSecond.toFixed(1)} predicted, TTFT ${run.ttftMs.toFixed(0)} ms`);
+        progress(`  ${run.decodeTokensPerSec.toFixed(1)} tok/s measured, ${run.predictedTokensPerSec.toFixed(1)} predicted, TTFT ${run.ttftMs.toFixed(0)} ms`);
       } finally {
         await rpc.close();
-        child.kill('SIGINT');
-        await new Promise((r) => child.once('exit', r));
+        await stack.stop();
       }
     }
     if (json) {
@@ -146,7 +125,7 @@ export const benchPipelineCommand: CommandSpec = {
     const base = runs.find((r) => r.shards === 1);
     console.log(formatTable(
       ['SHARDS', 'DECODE tok/s', 'vs 1 SHARD', 'PREDICTED tok/s', 'MEASURED/PREDICTED', 'TTFT ms', 'TOKENS'],
-      runs.map((r) => [r.shards, r.decodeTokensPerSec.toFixed(1), base ? `${(r.decodeTokensPerSec / base.decodeTokensPerSec).toFixed(2)}×` : '', r.predictedTokensPerSecond.toFixed(1), `${(r.decodeTokensPerSec / r.predictedTokensPerSecond).toFixed(2)}`, r.ttftMs.toFixed(0), r.completionTokens]),
+      runs.map((r) => [r.shards, r.decodeTokensPerSec.toFixed(1), base ? `${(r.decodeTokensPerSec / base.decodeTokensPerSec).toFixed(2)}×` : '', r.predictedTokensPerSec.toFixed(1), `${(r.decodeTokensPerSec / r.predictedTokensPerSec).toFixed(2)}`, r.ttftMs.toFixed(0), r.completionTokens]),
     ));
     console.log(`\nmodel ${modelPath}, ${threads} thread(s) per shard, ${delayMs} ms one-way delay per hop, greedy, ${maxTokens} tokens, median of ${rounds}`);
     return 0;
