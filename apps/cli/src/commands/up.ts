@@ -89,12 +89,15 @@ export const upCommand: CommandSpec = {
     const common = ['--redis', options.redisUrl, '--prefix', options.prefix];
 
     let failed: string | undefined;
+    let upAndRunning = false;
     let wake: () => void = () => undefined;
     const stopped = new Promise<void>((resolve) => (wake = resolve));
     const supervisor = new Supervisor(log, (name, code, signal) => {
       log(`[up]       ${name} exited unexpectedly (${signal ?? `code ${code}`})`);
-      if (name === 'discovery' || name === 'planner' || name === 'gateway') {
-        failed = `${name} stopped`;
+      // A service is essential at any time; a shard only until the cluster is up (after that the
+      // planner re-places the model without it, as it would for a machine that went away).
+      if (name === 'discovery' || name === 'planner' || name === 'gateway' || name === 'kv-cache' || !upAndRunning) {
+        failed = `${name} stopped (see its log lines above)`;
         wake();
       }
     });
@@ -166,6 +169,7 @@ export const upCommand: CommandSpec = {
     }
     await rpc.close();
     if (ready && !failed) {
+      upAndRunning = true;
       log('');
       log(`Baton is up: Redis ${options.redisUrl} (${redis.how}), namespace ${options.prefix}`);
       for (const n of ready) log(`  node ${n.name} (${n.id}) pid ${n.pid}, budget ${formatBytes(n.memory.budgetBytes)}`);
