@@ -3,6 +3,7 @@
 // (REDIS_URL / BATON_PREFIX work too). Stops cleanly on SIGINT/SIGTERM.
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
+import { watchSupervisor } from '@baton/control-plane';
 import { startDiscovery } from './index.js';
 
 const { values } = parseArgs({ options: { redis: { type: 'string' }, prefix: { type: 'string' } }, strict: true });
@@ -13,3 +14,4 @@ const stop = async () => {
 };
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);
+watchSupervisor(stop);

@@ -4,7 +4,7 @@
 // separated — work too). Wires the real data-plane client into the HTTP app.
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
-import { RedisConnections, RpcClient, batonHome, loadOrCreateSecret, resolveControlPlaneOptions } from '@baton/control-plane';
+import { RedisConnections, RpcClient, batonHome, loadOrCreateSecret, resolveControlPlaneOptions, watchSupervisor } from '@baton/control-plane';
 import { createGatewayApp, gatewayUrl } from './app.js';
 import { ShardPipelineClient } from './pipeline/pipeline.client.js';
 
@@ -40,3 +40,4 @@ const stop = async () => {
 };
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);
+watchSupervisor(stop);

@@ -3,6 +3,7 @@
 // (REDIS_URL / BATON_PREFIX / BATON_KV_REUSE=off work too). Stops cleanly on SIGINT/SIGTERM.
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
+import { watchSupervisor } from '@baton/control-plane';
 import { startKvCache } from './index.js';
 
 const { values } = parseArgs({ options: { redis: { type: 'string' }, prefix: { type: 'string' }, 'no-reuse': { type: 'boolean' } }, strict: true });
@@ -14,3 +15,4 @@ const stop = async () => {
 };
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);
+watchSupervisor(stop);

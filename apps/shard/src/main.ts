@@ -2,6 +2,7 @@
 // Process entry of a node agent (what `baton up` spawns; users run `baton node`).
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
+import { watchSupervisor } from '@baton/control-plane';
 import { parseByteSize } from '@baton/contracts';
 import { startNode } from './index.js';
 
@@ -33,3 +34,4 @@ const stop = async () => {
 };
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);
+watchSupervisor(stop);

@@ -6,3 +6,4 @@ export * from './leases.js';
 export * from './module.js';
 export * from './redis-server.js';
 export * from './home.js';
+export * from './supervision.js';

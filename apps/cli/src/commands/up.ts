@@ -94,9 +94,10 @@ export const upCommand: CommandSpec = {
     const stopped = new Promise<void>((resolve) => (wake = resolve));
     const supervisor = new Supervisor(log, (name, code, signal) => {
       log(`[up]       ${name} exited unexpectedly (${signal ?? `code ${code}`})`);
-      // A service is essential at any time; a shard only until the cluster is up (after that the
-      // planner re-places the model without it, as it would for a machine that went away).
-      if (name === 'discovery' || name === 'planner' || name === 'gateway' || name === 'kv-cache' || !upAndRunning) {
+      // Discovery, the planner and the gateway are essential at any time; a shard only until the
+      // cluster is up (after that the planner re-places the model without it, as for a machine
+      // that went away). The KV-cache manager may restart: it rebuilds its state from the shards.
+      if (name === 'discovery' || name === 'planner' || name === 'gateway' || (!upAndRunning && name !== 'kv-cache')) {
         failed = `${name} stopped (see its log lines above)`;
         wake();
       }

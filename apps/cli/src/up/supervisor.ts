@@ -17,7 +17,7 @@ export class Supervisor {
   start(name: string, script: string, args: string[], env: NodeJS.ProcessEnv = {}): Supervised {
     const child = spawn(process.execPath, [script, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NO_COLOR: '1', ...env },
+      env: { ...process.env, NO_COLOR: '1', BATON_SUPERVISOR_PID: String(process.pid), ...env },
     });
     const width = 10;
     for (const stream of [child.stdout!, child.stderr!]) {
