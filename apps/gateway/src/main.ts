@@ -4,7 +4,7 @@
 // separated — work too). Wires the real data-plane client into the HTTP app.
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
-import { RedisConnections, RpcClient, batonHome, loadOrCreateSecret, resolveControlPlaneOptions, watchSupervisor } from '@baton/control-plane';
+import { RedisConnections, RpcClient, batonHome, loadOrCreateSecret, resolveControlPlaneOptions, stopOnSignals } from '@baton/control-plane';
 import { createGatewayApp, gatewayUrl } from './app.js';
 import { ShardPipelineClient } from './pipeline/pipeline.client.js';
 
@@ -28,16 +28,9 @@ await pipeline.start();
 const apiKeys = [...(values['api-key'] ?? []), ...(process.env.BATON_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean)];
 const app = await createGatewayApp({ port, host: values.host ?? '127.0.0.1', pipeline, controlPlane, apiKeys });
 console.log(`gateway listening on ${gatewayUrl(app)}`);
-let stopping = false;
-const stop = async () => {
-  if (stopping) return;
-  stopping = true;
+stopOnSignals(async () => {
   await app.close();
   await pipeline.stop();
   await rpc.close();
   await connections.onApplicationShutdown();
-  process.exit(0);
-};
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);
-watchSupervisor(stop);
+});

@@ -3,16 +3,10 @@
 // (REDIS_URL / BATON_PREFIX / BATON_KV_REUSE=off work too). Stops cleanly on SIGINT/SIGTERM.
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
-import { watchSupervisor } from '@baton/control-plane';
+import { stopOnSignals } from '@baton/control-plane';
 import { startKvCache } from './index.js';
 
 const { values } = parseArgs({ options: { redis: { type: 'string' }, prefix: { type: 'string' }, 'no-reuse': { type: 'boolean' } }, strict: true });
 if (values['no-reuse']) process.env.BATON_KV_REUSE = 'off';
 const app = await startKvCache({ redisUrl: values.redis, prefix: values.prefix });
-const stop = async () => {
-  await app.close();
-  process.exit(0);
-};
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);
-watchSupervisor(stop);
+stopOnSignals(() => app.close());

@@ -3,15 +3,9 @@
 // (REDIS_URL / BATON_PREFIX work too). Stops cleanly on SIGINT/SIGTERM.
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
-import { watchSupervisor } from '@baton/control-plane';
+import { stopOnSignals } from '@baton/control-plane';
 import { startPlanner } from './index.js';
 
 const { values } = parseArgs({ options: { redis: { type: 'string' }, prefix: { type: 'string' } }, strict: true });
 const app = await startPlanner({ redisUrl: values.redis, prefix: values.prefix });
-const stop = async () => {
-  await app.close();
-  process.exit(0);
-};
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);
-watchSupervisor(stop);
+stopOnSignals(() => app.close());

@@ -2,7 +2,7 @@
 // Process entry of a node agent (what `baton up` spawns; users run `baton node`).
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
-import { watchSupervisor } from '@baton/control-plane';
+import { stopOnSignals } from '@baton/control-plane';
 import { parseByteSize } from '@baton/contracts';
 import { startNode } from './index.js';
 
@@ -25,13 +25,4 @@ const app = await startNode({
   advertiseHost: values.advertise,
   advertisePort: values['advertise-port'] !== undefined ? Number(values['advertise-port']) : undefined,
 });
-let stopping = false;
-const stop = async () => {
-  if (stopping) return;
-  stopping = true;
-  await app.close();
-  process.exit(0);
-};
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);
-watchSupervisor(stop);
+stopOnSignals(() => app.close());

@@ -15,3 +15,20 @@ export function watchSupervisor(stop: () => unknown, env: NodeJS.ProcessEnv = pr
   }, intervalMs);
   timer.unref();
 }
+
+/**
+ * The shutdown of a service process: on SIGINT, SIGTERM or its supervisor going away, runs `close`
+ * once and exits 0.
+ */
+export function stopOnSignals(close: () => Promise<unknown>): void {
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await close();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  watchSupervisor(stop);
+}

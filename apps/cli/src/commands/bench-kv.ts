@@ -5,6 +5,7 @@ import type { CommandSpec } from '../command.js';
 import { CliError } from '../command.js';
 import { flag, intOption, stringOption } from '../args.js';
 import { formatTable } from '../table.js';
+import { streamCompletion, type CompletionChunk } from '../up/sse.js';
 
 const WORDS = ['the', 'model', 'runs', 'across', 'several', 'machines', 'and', 'each', 'stage', 'holds', 'its', 'layers', 'while', 'tokens', 'travel', 'round', 'ring', 'cache', 'keeps', 'history'];
 
@@ -24,31 +25,15 @@ interface Turn { ttftMs: number; text: string; promptTokens: number; cachedToken
 /** One streamed greedy completion: time to the first token, the text, and the usage numbers. */
 async function turn(url: string, model: string, prompt: string, maxTokens: number): Promise<Turn> {
   const started = performance.now();
-  const response = await fetch(`${url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, prompt, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } }),
-  });
-  if (!response.ok || !response.body) throw new CliError(`the gateway answered ${response.status}: ${await response.text()}`);
-  const decoder = new TextDecoder();
   let first = 0;
   let text = '';
-  let usage: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens: number } } | undefined;
-  let buffered = '';
-  for await (const bytes of response.body as unknown as AsyncIterable<Uint8Array>) {
-    buffered += decoder.decode(bytes, { stream: true });
-    let at;
-    while ((at = buffered.indexOf('\n\n')) >= 0) {
-      const event = buffered.slice(0, at);
-      buffered = buffered.slice(at + 2);
-      if (!event.startsWith('data: ') || event === 'data: [DONE]') continue;
-      const chunk = JSON.parse(event.slice(6)) as { choices: { text?: string }[]; usage?: typeof usage | null };
-      if (chunk.choices.length > 0) {
-        if (!first) first = performance.now();
-        text += chunk.choices[0]!.text ?? '';
-      }
-      if (chunk.usage) usage = chunk.usage;
+  let usage: CompletionChunk['usage'];
+  for await (const chunk of streamCompletion(url, { model, prompt, max_tokens: maxTokens, temperature: 0 })) {
+    if (chunk.choices.length > 0) {
+      if (!first) first = chunk.at;
+      text += chunk.choices[0]!.text ?? '';
     }
+    if (chunk.usage) usage = chunk.usage;
   }
   if (!usage) throw new CliError('the gateway sent no usage chunk; is it an older version?');
   return { ttftMs: (first || performance.now()) - started, text, promptTokens: usage.prompt_tokens, cachedTokens: usage.prompt_tokens_details?.cached_tokens ?? 0 };

@@ -2,6 +2,7 @@ import type { CommandSpec } from '../command.js';
 import { CliError, EXIT_USAGE } from '../command.js';
 import { flag, intOption, stringOption } from '../args.js';
 import { formatTable } from '../table.js';
+import { streamCompletion } from '../up/sse.js';
 
 interface Run {
   shards: number;
@@ -14,32 +15,16 @@ interface Run {
 /** One streamed completion: time to the first token and the decode rate after it. */
 async function measure(url: string, model: string, maxTokens: number): Promise<{ ttftMs: number; decodeTokensPerSec: number; tokens: number }> {
   const started = performance.now();
-  const response = await fetch(`${url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, prompt: 'The baton passes from one runner to the next, and the relay goes on through the night', max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } }),
-  });
-  if (!response.ok || !response.body) throw new CliError(`the gateway answered ${response.status}: ${await response.text()}`);
-  const decoder = new TextDecoder();
   let first = 0;
   let last = 0;
   let tokens = 0;
-  let buffered = '';
-  for await (const bytes of response.body as unknown as AsyncIterable<Uint8Array>) {
-    buffered += decoder.decode(bytes, { stream: true });
-    let at;
-    while ((at = buffered.indexOf('\n\n')) >= 0) {
-      const event = buffered.slice(0, at);
-      buffered = buffered.slice(at + 2);
-      if (!event.startsWith('data: ') || event === 'data: [DONE]') continue;
-      const chunk = JSON.parse(event.slice(6)) as { choices: unknown[]; usage?: { completion_tokens: number } | null };
-      const now = performance.now();
-      if (chunk.choices.length > 0) {
-        if (!first) first = now;
-        last = now;
-      }
-      if (chunk.usage) tokens = chunk.usage.completion_tokens;
+  const prompt = 'The baton passes from one runner to the next, and the relay goes on through the night';
+  for await (const chunk of streamCompletion(url, { model, prompt, max_tokens: maxTokens, temperature: 0 })) {
+    if (chunk.choices.length > 0) {
+      if (!first) first = chunk.at;
+      last = chunk.at;
     }
+    if (chunk.usage) tokens = chunk.usage.completion_tokens;
   }
   const decodeTokensPerSec = tokens > 1 && last > first ? ((tokens - 1) * 1000) / (last - first) : 0;
   return { ttftMs: first - started, decodeTokensPerSec, tokens };
