@@ -35,7 +35,8 @@ let skipped = 0;
 if (existsSync(report)) {
   const json = JSON.parse(readFileSync(report, 'utf8'));
   passed = json.numPassedTests;
-  failed = json.numFailedTests + (json.numFailedTestSuites ?? 0) + (status !== 0 && json.numFailedTests === 0 && !json.numFailedTestSuites ? 1 : 0);
+  // Failed tests; else failed files (e.g. one that cannot import); else 1 if vitest itself failed.
+  failed = json.numFailedTests || json.numFailedTestSuites || (status !== 0 ? 1 : 0);
   skipped = json.numPendingTests + (json.numTodoTests ?? 0);
 }
 rmSync(dir, { recursive: true, force: true });

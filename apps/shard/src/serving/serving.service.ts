@@ -79,8 +79,8 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
       const stats = await loaded.engine.kv.stats();
       // Blocks of sequences kept cached (idle, evictable at once) count as free, as in vLLM's
       // prefix cache; the KV manager's kv.usage reports them separately as cached-idle.
-      const idle = this.runner?.idleSequences() ?? new Set<number>();
-      const idleSequences = stats.sequences.filter((s) => idle.has(s.sequenceId));
+      const active = this.runner?.activeSequences() ?? new Set<number>();
+      const idleSequences = stats.sequences.filter((s) => !active.has(s.sequenceId));
       const idleBlocks = idleSequences.reduce((n, s) => n + s.blocks, 0);
       const kv = { blocksTotal: stats.blocksTotal, blocksUsed: stats.blocksUsed - idleBlocks, blockTokens: stats.blockTokens, sequences: stats.sequences.length - idleSequences.length };
       const key = JSON.stringify(kv);

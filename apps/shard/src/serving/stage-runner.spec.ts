@@ -1,6 +1,6 @@
 // The stage runner's KV side with an engine double: every forward reports what each sequence now
 // holds, STOP frees and reports it, and a CONTROL `release` ends the sequence but keeps its KV
-// (idle until a frame uses it again), passed on to the next stage.
+// (idle — not active — until a frame uses it again), passed on to the next stage.
 import { describe, expect, it } from 'vitest';
 import { FrameFlags, FrameKind, KV_RELEASE_OP, PayloadDType, emptyFrameHeader, type FrameHeader, type Plan } from '@baton/contracts';
 import { StageRunner, type StageEngine } from './stage-runner.js';
@@ -47,6 +47,7 @@ describe('StageRunner KV events', () => {
     runner.next = { send: (header: FrameHeader, payload: Buffer) => void sent.push({ header, payload }) } as never;
 
     runner.accept(undefined, ...tokens(3, 0, [1, 2, 3, 4, 5]));
+    expect([...runner.activeSequences()]).toEqual([3]);
     await settle();
     runner.accept(undefined, ...tokens(3, 5, [6]));
     await settle();
@@ -54,19 +55,20 @@ describe('StageRunner KV events', () => {
 
     runner.accept(undefined, ...control(3, KV_RELEASE_OP));
     expect(freed).toEqual([]);
-    expect([...runner.idleSequences()]).toEqual([3]);
+    expect([...runner.activeSequences()]).toEqual([]);
     expect(JSON.parse(Buffer.from(sent.at(-1)!.payload as Buffer).toString())).toEqual({ op: KV_RELEASE_OP });
     expect(sent.at(-1)!.header.sequenceId).toBe(3);
 
     // Reused in place: a frame for it makes it busy again.
     runner.accept(undefined, ...tokens(3, 4, [9, 9]));
     await settle();
-    expect([...runner.idleSequences()]).toEqual([]);
+    expect([...runner.activeSequences()]).toEqual([3]);
     expect(events.at(-1)).toBe('stored 3 6');
 
     runner.accept(undefined, { ...emptyFrameHeader(FrameKind.CONTROL), sequenceId: 3, flags: FrameFlags.STOP }, Buffer.alloc(0));
     await settle();
     expect(freed).toEqual([3]);
+    expect([...runner.activeSequences()]).toEqual([]);
     expect(events.at(-1)).toBe('freed 3');
     expect(sent.at(-1)!.header.flags & FrameFlags.STOP).toBeTruthy();
   });

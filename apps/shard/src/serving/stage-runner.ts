@@ -34,8 +34,12 @@ export class StageRunner {
   private readonly sequences = new Map<number, SequenceState>();
   private readonly stopped = new Set<number>();
   private readonly subscribers = new Set<Connection>();
-  /** Sequences released with their KV kept (cached, idle) and not used since. */
-  private readonly idle = new Set<number>();
+  /**
+   * Sequences generating now (frames seen since their last release, STOP or forget). Every other
+   * sequence in the pool is cached and idle: released ones, and ones a manager command made
+   * (a copied prefix) that no request has run on — e.g. after the admission's reply was lost.
+   */
+  private readonly active = new Set<number>();
   kvEvents: KvEventSink | undefined;
   private running = false;
   private closed = false;
@@ -70,7 +74,7 @@ export class StageRunner {
         if (!this.role.first) return this.refuse(from, header, 'TOKENS frames go to the first stage');
         if (header.width !== 1 || header.payloadLength !== header.tokenCount * 4) return this.refuse(from, header, 'TOKENS frame must carry tokenCount i32 ids');
         if (this.stopped.has(header.sequenceId)) return;
-        this.idle.delete(header.sequenceId);
+        this.active.add(header.sequenceId);
         this.queue.push({ header, tokens: view32(Int32Array, payload) });
         break;
       case FrameKind.HIDDEN:
@@ -79,7 +83,7 @@ export class StageRunner {
           return this.refuse(from, header, `HIDDEN frame width ${header.width} does not match this model's ${this.width}`);
         }
         if (this.stopped.has(header.sequenceId)) return;
-        this.idle.delete(header.sequenceId);
+        this.active.add(header.sequenceId);
         this.queue.push({ header, hidden: view32(Float32Array, payload) });
         break;
       default:
@@ -109,16 +113,16 @@ export class StageRunner {
     }
   }
 
-  /** Sequences kept cached after their generation ended, not used since. */
-  idleSequences(): ReadonlySet<number> {
-    return this.idle;
+  /** Sequences generating now; the pool's other sequences are cached, idle. */
+  activeSequences(): ReadonlySet<number> {
+    return this.active;
   }
 
   /** Drops a sequence's queued frames and state (its KV is the caller's business). */
   forget(sequenceId: number): void {
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.header.sequenceId === sequenceId) this.queue.splice(i, 1);
     this.sequences.delete(sequenceId);
-    this.idle.delete(sequenceId);
+    this.active.delete(sequenceId);
   }
 
   private stop(sequenceId: number): void {
@@ -132,7 +136,6 @@ export class StageRunner {
   /** The generation ended; its KV stays (idle) until the manager reuses or frees it. */
   private release(header: FrameHeader, payload: Buffer): void {
     this.forget(header.sequenceId);
-    this.idle.add(header.sequenceId);
     if (!this.role.last) this.next?.send(header, payload);
   }
 
