@@ -3,8 +3,10 @@
 // and dumps from the `<prefix>kv-events` stream, answers kv.admit / kv.release / kv.lookup /
 // kv.usage, and sends shards their commands (free, truncate, copy, dump) on per-node streams.
 // Admission waits until every shard confirmed the admission's commands (freed / truncated /
-// copied events), so the request's first frame never overtakes them. The ledger is snapshotted
-// to Redis; after a restart the service restores it and asks every shard for a dump.
+// copied events), so the request's first frame never overtakes them. When the cache is full, a
+// request may wait (bounded, its `waitMs`) in the model's first-come-first-served line
+// (admission-queue.ts), offered room whenever some appears. The ledger is snapshotted to Redis;
+// after a restart the service restores it and asks every shard for a dump.
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import {
   BATON_VERSION, BatonError, ErrorCode,
@@ -14,6 +16,7 @@ import {
 import { CONTROL_PLANE_OPTIONS, EventLog, RedisConnections, RpcClient, RpcServer, type ControlPlaneOptions } from '@baton/control-plane';
 import { readModelManifest } from '@baton/gguf';
 import { KvCacheCore, kvCacheConfig, type KvCacheSnapshot } from '@baton/kv-core';
+import { AdmissionQueue } from './admission-queue.js';
 import { KvStreams, type KvStreamEntry } from './kv-streams.js';
 
 /** How long admission waits for the shards to confirm its commands. */
@@ -69,6 +72,8 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly leaseMs = runningLeaseMs();
   /** Last sign of life of each running sequence (admission or a shard event), by model and id. */
   private readonly activity = new Map<string, number>();
+  /** Per model, the requests waiting for KV room, first come first served. */
+  private readonly lines = new Map<string, AdmissionQueue<KvAdmitRequest, KvAdmitResponse>>();
 
   constructor(
     @Inject(CONTROL_PLANE_OPTIONS) private readonly options: ControlPlaneOptions,
@@ -96,6 +101,7 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
   async onModuleDestroy(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    for (const line of this.lines.values()) line.clear((waiting) => waiting.fallback);
     await this.server?.close();
     await Promise.all(this.loops).catch(() => undefined);
     await this.saveSnapshots().catch(() => undefined);
@@ -113,14 +119,56 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
     return cache;
   }
 
+  /**
+   * Admits a request now, or — when the cache is full and the caller allows a wait — puts it in
+   * the model's first-come-first-served line until room appears or the wait runs out ('queue',
+   * with the numbers of the full stage). While anyone waits, newcomers go to the back.
+   */
   async admit(request: KvAdmitRequest): Promise<KvAdmitResponse> {
     const cache = this.cacheOf(request.modelId);
+    const line = this.lineOf(request.modelId);
     // A retry of a request whose earlier admission's reply was lost: free that one first.
+    line.cancel(request.requestId, (waiting) => waiting.fallback);
     for (const stale of cache.core.sequences()) {
       if (stale.state !== 'running' || stale.requestId !== request.requestId) continue;
       await this.streams.send(cache.core.release({ sequenceId: stale.sequenceId, keep: false }, Date.now()).commands);
       this.activity.delete(`${request.modelId}/${stale.sequenceId}`);
     }
+    const waitMs = request.waitMs ?? 0;
+    if (line.length > 0 && waitMs > 0) {
+      const preview = cache.core.previewAdmission(request, Date.now());
+      if (preview?.verdict === 'refused') return preview;
+      // It would fit, but others came first: it waits behind them (their numbers stand in until it is tried).
+      const head = line.peek()!;
+      return line.wait(request.requestId, request, preview ?? head.fallback, waitMs);
+    }
+    const verdict = await this.admitNow(cache, request);
+    if (verdict.verdict !== 'queue' || waitMs <= 0) return verdict;
+    return line.wait(request.requestId, request, verdict, waitMs);
+  }
+
+  /** The wait line of a model (made on first use). */
+  private lineOf(modelId: string): AdmissionQueue<KvAdmitRequest, KvAdmitResponse> {
+    let line = this.lines.get(modelId);
+    if (!line) this.lines.set(modelId, (line = new AdmissionQueue()));
+    return line;
+  }
+
+  /** Offers the waiting requests of every model, in order, the room there is now. */
+  private drainLines(): void {
+    for (const [modelId, line] of this.lines) {
+      if (line.length === 0) continue;
+      void line.drain(async ({ request }) => {
+        const cache = this.caches.get(modelId);
+        if (!cache) throw new BatonError(ErrorCode.UNAVAILABLE, `the KV-cache manager has no plan for model '${modelId}' any more; retry once the model is placed`);
+        const verdict = await this.admitNow(cache, request);
+        return verdict.verdict === 'queue' ? { retry: verdict } : verdict;
+      });
+    }
+  }
+
+  /** One admission attempt: reserve, send the shards their commands, wait for their confirmations. */
+  private async admitNow(cache: ModelCache, request: KvAdmitRequest): Promise<KvAdmitResponse> {
     const verdict = cache.core.admit(request, Date.now());
     if (verdict.verdict !== 'admitted') return verdict;
     cache.dirty = true;
@@ -143,6 +191,7 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
     this.activity.delete(`${request.modelId}/${request.sequenceId}`);
     cache.dirty = true;
     await this.streams.send(response.commands);
+    this.drainLines();
     return response;
   }
 
@@ -152,7 +201,8 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
 
   usage(): KvUsageReport {
     const now = Date.now();
-    return { atMs: now, nodes: [...this.caches.values()].flatMap((cache) => cache.core.usage(now).nodes) };
+    const queuedRequests = [...this.lines.values()].reduce((n, line) => n + line.length, 0);
+    return { atMs: now, nodes: [...this.caches.values()].flatMap((cache) => cache.core.usage(now).nodes), queuedRequests };
   }
 
   /** The core of a model (for tests and diagnostics). */
@@ -216,6 +266,8 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
         const commands: KvShardCommand[] = [];
         for (const entry of entries) commands.push(...this.apply(entry));
         await this.streams.send(commands);
+        // Frees confirmed, sequences adopted or lost: room may have changed for those waiting.
+        if (entries.length > 0) this.drainLines();
       } catch (error) {
         if (!this.stopped) this.logger.warn(`reading shard KV events failed: ${(error as Error).message}`);
         await new Promise((resolve) => setTimeout(resolve, 500));
@@ -271,7 +323,11 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
         if (gap) listed = false;
         for (const event of events) {
           if (event.type === 'plan.published') await this.adopt((event.data as { plan: Plan }).plan);
-          if (event.type === 'plan.withdrawn') this.caches.delete((event.data as { modelId: string }).modelId);
+          if (event.type === 'plan.withdrawn') {
+            const { modelId } = event.data as { modelId: string };
+            this.caches.delete(modelId);
+            this.drainLines(); // those waiting for it get a clear error now
+          }
         }
       } catch (error) {
         if (this.stopped) break;
@@ -321,6 +377,7 @@ export class KvCacheService implements OnApplicationBootstrap, OnModuleDestroy {
       for (const cache of this.caches.values()) dumps.push(...cache.core.awaitedDumps());
       await this.streams.send(dumps);
       await this.expireRunning();
+      this.drainLines();
       await this.saveSnapshots();
     } catch (error) {
       this.logger.debug?.(`tick: ${(error as Error).message}`);

@@ -12,7 +12,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, resolveControlPlaneOptions, RpcClient } from '@baton/control-plane';
-import type { KvUsageReport, ModelId, RequestId } from '@baton/contracts';
+import type { KvUsageReport, ModelId, RequestId, SequenceId } from '@baton/contracts';
 import { writeRandomModel } from '@baton/gguf';
 import { CLI, REDIS_URL, dropPrefix, redisClient, startProcess, stopProcess, tempHome, testPrefix, waitFor, type Proc } from '../../discovery/test/processes.js';
 
@@ -213,8 +213,40 @@ describe('a tiny KV pool', () => {
     expect(full.error).toMatch(new RegExp(`KV cache full: ${node.capacityBlocks.toLocaleString('en-US')} of ${node.capacityBlocks.toLocaleString('en-US')} blocks in use on node .+; retry later or lower max_tokens`));
     if (hog.verdict === 'admitted') await stack!.rpc.send('kv.release', { modelId: MODEL, sequenceId: hog.sequenceId, keep: false });
     expect((await complete(stack!.url, 'the model runs', 8)).status).toBe(200);
-    const huge = await stack!.rpc.send('kv.admit', { modelId: MODEL, requestId: 'huge' as RequestId, tokens: [1, 2, 3], maxTokens: capacityTokens + 16 });
+    const huge = await stack!.rpc.send('kv.admit', { modelId: MODEL, requestId: 'huge' as RequestId, tokens: [1, 2, 3], maxTokens: capacityTokens + 16, waitMs: 5000 });
     expect(huge.verdict).toBe('refused');
     if (huge.verdict === 'refused') expect(huge.message).toContain(String(node.capacityBlocks));
+  }, 60_000);
+
+  it('lets waiting requests in first come first served as room appears', async () => {
+    const node = (await stack!.rpc.send('kv.usage', {})).nodes[0]!;
+    const capacityTokens = node.capacityBlocks * 16;
+    const admit = (id: string, maxTokens: number, waitMs: number) =>
+      stack!.rpc.send('kv.admit', { modelId: MODEL, requestId: id as RequestId, tokens: [1, 2, 3], maxTokens, waitMs }, { timeoutMs: waitMs + 5000 });
+    const release = (sequenceId: SequenceId) => stack!.rpc.send('kv.release', { modelId: MODEL, sequenceId, keep: false });
+    const hog = await admit('fifo-hog', capacityTokens - 3, 0);
+    if (hog.verdict !== 'admitted') throw new Error(hog.message);
+    // A big request, then a small one: the small one would fit before the big one does, but waits its turn.
+    const order: string[] = [];
+    const big = admit('fifo-big', capacityTokens - 3, 20_000).then((v) => (order.push('big'), v));
+    await waitFor(async () => (await stack!.rpc.send('kv.usage', {})).queuedRequests === 1 || undefined, 5000, 20);
+    const small = admit('fifo-small', 13, 20_000).then((v) => (order.push('small'), v));
+    await waitFor(async () => (await stack!.rpc.send('kv.usage', {})).queuedRequests === 2 || undefined, 5000, 20);
+    await release(hog.sequenceId);
+    const first = await big;
+    expect(first.verdict).toBe('admitted');
+    expect(order).toEqual(['big']);
+    if (first.verdict === 'admitted') await release(first.sequenceId);
+    const second = await small;
+    expect(second.verdict).toBe('admitted');
+    expect(order).toEqual(['big', 'small']);
+    if (second.verdict === 'admitted') await release(second.sequenceId);
+    // A wait that runs out answers 'queue' with the numbers.
+    const hog2 = await admit('fifo-hog2', capacityTokens - 3, 0);
+    const late = await admit('fifo-late', 13, 300);
+    expect(late.verdict).toBe('queue');
+    if (late.verdict === 'queue') expect(late.message).toMatch(/^KV cache full: /);
+    if (hog2.verdict === 'admitted') await release(hog2.sequenceId);
+    expect((await stack!.rpc.send('kv.usage', {})).queuedRequests).toBe(0);
   }, 60_000);
 });

@@ -23,6 +23,8 @@ export const KV_BLOCK_TOKENS = 16;
 
 /** Largest prompt (in token ids) an admit or lookup request may carry. */
 export const MAX_KV_REQUEST_TOKENS = 1 << 20;
+/** Longest wait for KV room a caller may ask of the manager (10 minutes). */
+export const MAX_KV_WAIT_MS = 600_000;
 
 /** Largest number of sequences one shard dump may list. */
 export const MAX_KV_DUMP_SEQUENCES = 1 << 16;
@@ -155,6 +157,11 @@ export interface KvAdmitRequest {
   tokens: number[];
   /** Tokens the request may generate; blocks for prompt + maxTokens are reserved on every stage. */
   maxTokens: number;
+  /**
+   * How long the request may wait in the manager's first-come-first-served line when the cache is
+   * full (0 or absent: answer 'queue' at once). Callers give their RPC a longer timeout than this.
+   */
+  waitMs?: number;
 }
 
 /** How the admitted sequence starts out. */
@@ -258,6 +265,7 @@ export class KvAdmitRequestDto implements KvAdmitRequest {
   @Matches(ID_PATTERN) requestId!: RequestId;
   @IsArray() @ArrayMaxSize(MAX_KV_REQUEST_TOKENS) @IsInt({ each: true }) @Min(0, { each: true }) @Max(U32_MAX, { each: true }) tokens!: number[];
   @IsInt() @Min(0) maxTokens!: number;
+  @IsOptional() @IsInt() @Min(0) @Max(MAX_KV_WAIT_MS) waitMs?: number;
 }
 
 export class KvReleaseRequestDto implements KvReleaseRequest {
@@ -301,6 +309,8 @@ export interface KvNodeUsage {
 export interface KvUsageReport {
   atMs: number;
   nodes: KvNodeUsage[];
+  /** Admissions waiting in the manager's line for room now (all models). */
+  queuedRequests?: number;
 }
 
 export class KvNodeUsageDto implements KvNodeUsage {
@@ -325,6 +335,7 @@ export class KvNodeUsageDto implements KvNodeUsage {
 export class KvUsageReportDto implements KvUsageReport {
   @IsInt() @Min(0) atMs!: number;
   @IsArray() @ArrayMaxSize(4096) @ValidateNested({ each: true }) @Type(() => KvNodeUsageDto) nodes!: KvNodeUsageDto[];
+  @IsOptional() @IsInt() @Min(0) queuedRequests?: number;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -344,3 +344,22 @@ describe('usage and accounting', () => {
     expect(core.usage(0).nodes[0]).toMatchObject({ reportedBlocks: null, inSync: false, usedBlocks: 0 });
   });
 });
+
+describe('previewing an admission', () => {
+  it('answers what admit would, and changes nothing', () => {
+    const { core, cluster } = setup([10, 10]);
+    const idle = converse(cluster, tokens(40), { maxTokens: 8 });
+    const before = JSON.stringify(core.snapshot());
+    // Fits (after evicting the idle sequence): null, and the idle sequence is still there.
+    expect(core.previewAdmission({ requestId: requestId('p1'), tokens: tokens(100, 7), maxTokens: 50 }, 9)).toBeNull();
+    expect(JSON.stringify(core.snapshot())).toBe(before);
+    expect(core.sequences().map((s) => s.sequenceId)).toEqual([idle.id]);
+    // Larger than a whole stage: refused with the numbers.
+    expect(core.previewAdmission({ requestId: requestId('p2'), tokens: tokens(100, 7), maxTokens: 100 }, 9)).toMatchObject({ verdict: 'refused' });
+    // Held by a running sequence: queue, with the full stage's numbers.
+    admitted(admit(core, tokens(20, 9), 140, 10));
+    const wait = core.previewAdmission({ requestId: requestId('p3'), tokens: tokens(20, 8), maxTokens: 20 }, 11);
+    expect(wait).toMatchObject({ verdict: 'queue', shortage: { capacityBlocks: 10, runningBlocks: 10 } });
+    expect(wait?.message).toBe(formatKvFullMessage(wait!.shortage));
+  });
+});

@@ -16,7 +16,7 @@
 import {
   BatonError, ErrorCode, KV_BLOCK_TOKENS, modelId as toModelId,
   type KvAdmitRequest, type KvAdmitResponse, type KvDumpCommand, type KvFreeCommand, type KvLookupResponse,
-  type KvNodeUsage, type KvReleaseRequest, type KvReleaseResponse, type KvReuse, type KvSequenceState,
+  type KvNodeUsage, type KvQueued, type KvRefused, type KvReleaseRequest, type KvReleaseResponse, type KvReuse, type KvSequenceState,
   type KvShardCommand, type KvShardDump, type KvShardEvent, type KvShardRef, type KvShortage, type KvUsageReport,
   type ModelId, type ModelManifest, type NodeId, type Plan, type PlanId, type RequestId, type SequenceId,
 } from '@baton/contracts';
@@ -301,6 +301,18 @@ export class KvCacheCore {
    * sequence (nothing is evicted then).
    */
   admit(request: Pick<KvAdmitRequest, 'requestId' | 'tokens' | 'maxTokens'>, nowMs: number): KvAdmitResponse {
+    return this.decide(request, nowMs, true)!;
+  }
+
+  /**
+   * What admit would answer now, changing nothing: 'refused' or 'queue' (with the numbers), or
+   * null when the request would be admitted. For a request that must wait behind others.
+   */
+  previewAdmission(request: Pick<KvAdmitRequest, 'requestId' | 'tokens' | 'maxTokens'>, nowMs: number): KvQueued | KvRefused | null {
+    return this.decide(request, nowMs, false) as KvQueued | KvRefused | null;
+  }
+
+  private decide(request: Pick<KvAdmitRequest, 'requestId' | 'tokens' | 'maxTokens'>, nowMs: number, commit: boolean): KvAdmitResponse | null {
     const tokens = checkTokenIds(request.tokens, 'tokens');
     if (tokens.length === 0) throw invalid('the prompt has no tokens: admit needs at least one token id');
     if (!Number.isSafeInteger(request.maxTokens) || request.maxTokens < 0) throw invalid(`maxTokens ${request.maxTokens} must be a non-negative integer`);
@@ -333,7 +345,7 @@ export class KvCacheCore {
     let lastShortage: KvShortage | null = null;
     for (const reuse of attempts) {
       const fit = this.fit(reuse, needBlocks);
-      if (fit.ok) return this.commitAdmission(request.requestId, tokens, hashes, needBlocks, reuse, fit.evictions, nowMs);
+      if (fit.ok) return commit ? this.commitAdmission(request.requestId, tokens, hashes, needBlocks, reuse, fit.evictions, nowMs) : null;
       lastShortage = fit.shortage;
     }
     return { verdict: 'queue', shortage: lastShortage!, message: formatKvFullMessage(lastShortage!) };

@@ -32,8 +32,10 @@ const KV_RETRY_MS = 25;
 const KV_RETRY_MAX_MS = 250;
 /** How long a request waits for an unreachable KV manager (e.g. while it restarts) before 503. */
 const KV_MANAGER_WAIT_MS = 10_000;
-/** Per-attempt RPC timeout of kv.admit (the manager may wait up to 3 s for the shards' confirmations). */
+/** Per-attempt RPC timeout of kv.admit beyond its wait in line (the manager may wait up to 3 s for the shards' confirmations). */
 const KV_ADMIT_TIMEOUT_MS = 4000;
+/** A 'queue' answer this close to the deadline ends the wait (the manager's timer and ours differ by a little). */
+const KV_DEADLINE_SLACK_MS = 20;
 
 interface Pending {
   /** The plan the generation runs on: a new plan restarts the stages, dropping its frames. */
@@ -164,7 +166,7 @@ export class ShardPipelineClient extends PipelineClient {
 
   /**
    * Admission through the KV manager: a sequence id, blocks reserved on every stage, and the
-   * cached prefix. Waits (bounded) while the cache is full, then 429 with the manager's numbers;
+   * cached prefix. Waits (bounded) in the manager's line while the cache is full, then 429 with its numbers;
    * 400 at once for a request larger than the whole cache. Without a manager (none ever seen):
    * undefined, and the sequence is the gateway's own, freed at the end.
    */
@@ -177,10 +179,19 @@ export class ShardPipelineClient extends PipelineClient {
     for (;;) {
       let failure: string;
       try {
-        const verdict = await this.rpc.send('kv.admit', { modelId: plan.modelId as ModelId, requestId, tokens: request.promptTokens, maxTokens: request.maxTokens }, { timeoutMs: KV_ADMIT_TIMEOUT_MS });
-        if (verdict.verdict === 'admitted') return verdict;
+        // The manager keeps the request in its first-come-first-served line for up to waitMs.
+        const waitMs = Math.max(0, deadline - Date.now());
+        const verdict = await this.rpc.send('kv.admit', { modelId: plan.modelId as ModelId, requestId, tokens: request.promptTokens, maxTokens: request.maxTokens, waitMs }, { timeoutMs: KV_ADMIT_TIMEOUT_MS + waitMs });
+        if (verdict.verdict === 'admitted') {
+          if (request.signal?.aborted) {
+            // The client left while it waited: hand the room straight back.
+            await this.rpc.send('kv.release', { modelId: plan.modelId as ModelId, sequenceId: verdict.sequenceId, keep: false }).catch(() => undefined);
+            throw new BatonError(ErrorCode.UNAVAILABLE, 'cancelled while waiting for KV room');
+          }
+          return verdict;
+        }
         if (verdict.verdict === 'refused') throw new BatonError(ErrorCode.VALIDATION, verdict.message);
-        if (Date.now() >= deadline) throw new BatonError(ErrorCode.CAPACITY, verdict.message);
+        if (Date.now() >= deadline - KV_DEADLINE_SLACK_MS) throw new BatonError(ErrorCode.CAPACITY, verdict.message);
         failure = verdict.message;
       } catch (error) {
         if (error instanceof BatonError && (error.code === ErrorCode.VALIDATION || error.code === ErrorCode.CAPACITY)) throw error;
