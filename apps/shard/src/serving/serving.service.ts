@@ -34,6 +34,8 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
   private secret = '';
   private loaded: Loaded | undefined;
   private runner: StageRunner | undefined;
+  /** Gateways' connections subscribed to TOKEN_OUT / ERROR frames, kept across plans (see StageRunner.subscribers). */
+  private readonly subscribers = new Set<Connection>();
   private kvAgent: KvAgent | undefined;
   private work: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -95,7 +97,13 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
   private onFrame(connection: Connection, header: Parameters<StageRunner['accept']>[1], payload: Buffer): void {
     if (this.runner) {
       this.runner.accept(connection, header, payload);
-    } else if (header.kind !== FrameKind.CONTROL) {
+    } else if (header.kind === FrameKind.CONTROL) {
+      // A gateway may subscribe before this node serves a plan (or between two plans).
+      if (parseControlOp(payload) === 'subscribe' && !this.subscribers.has(connection)) {
+        this.subscribers.add(connection);
+        connection.once('close', () => this.subscribers.delete(connection));
+      }
+    } else {
       this.logger.warn(`dropped a ${FrameKind[header.kind]} frame: this node serves no plan yet`);
     }
   }
@@ -153,6 +161,7 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
       this.loaded = await this.load(plan, role);
     }
     const runner = new StageRunner(plan, role, this.loaded!.engine, this.loaded!.eog);
+    runner.subscribers = this.subscribers;
     this.runner = runner;
     const agent = new KvAgent(this.connections.open('kv-events'), this.connections.open('kv-commands'), this.cp.prefix, { modelId: plan.modelId, planId: plan.planId, nodeId: this.options.id, stage: role.index }, this.loaded!.engine);
     agent.runner = runner;
@@ -254,6 +263,16 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
         await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * attempt)));
       }
     }
+    return undefined;
+  }
+}
+
+/** The `op` of a CONTROL frame's JSON payload, if it has one. */
+function parseControlOp(payload: Buffer): string | undefined {
+  try {
+    const op = (JSON.parse(payload.toString('utf8')) as { op?: unknown }).op;
+    return typeof op === 'string' ? op : undefined;
+  } catch {
     return undefined;
   }
 }

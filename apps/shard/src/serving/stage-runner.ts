@@ -33,7 +33,12 @@ export class StageRunner {
   private readonly queue: WorkItem[] = [];
   private readonly sequences = new Map<number, SequenceState>();
   private readonly stopped = new Set<number>();
-  private readonly subscribers = new Set<Connection>();
+  /**
+   * Connections that get TOKEN_OUT and ERROR frames (the gateways). The serving service hands
+   * every runner the same set, so a gateway subscribed on a connection stays subscribed across
+   * plan changes (it subscribes once per connection).
+   */
+  subscribers = new Set<Connection>();
   /**
    * Sequences generating now (frames seen since their last release, STOP or forget). Every other
    * sequence in the pool is cached and idle: released ones, and ones a manager command made
