@@ -1,7 +1,7 @@
 // Reading the live cluster for CLI commands: ask discovery (RPC); when discovery does not
 // answer, read the node leases straight from Redis so `baton nodes` still tells the truth.
 import { Redis } from 'ioredis';
-import { Keys, type LinkMeasurement, type NodeId, type NodeRecord } from '@baton/contracts';
+import { Keys, type KvUsageReport, type LinkMeasurement, type NodeId, type NodeRecord } from '@baton/contracts';
 import { parseRedisUrl, resolveControlPlaneOptions, RpcClient, scanValues, type ControlPlaneOptions } from '@baton/control-plane';
 import { isVersionMismatch, parseLease } from '@baton/discovery';
 import { CliError } from './command.js';
@@ -11,6 +11,8 @@ export interface ClusterSnapshot {
   links: LinkMeasurement[];
   /** Where the answer came from: the discovery service, or the leases directly. */
   source: 'discovery' | 'leases';
+  /** The KV-cache manager's per-node accounting (running, cached-idle), when it answers. */
+  kv?: KvUsageReport;
 }
 
 export async function loadClusterSnapshot(opts: Partial<ControlPlaneOptions> & { timeoutMs?: number } = {}): Promise<ClusterSnapshot> {
@@ -18,10 +20,15 @@ export async function loadClusterSnapshot(opts: Partial<ControlPlaneOptions> & {
   await assertRedisReachable(options.redisUrl);
   const rpc = new RpcClient(options);
   try {
-    const reply = await rpc.send('discovery.nodes.list', {}, { timeoutMs: opts.timeoutMs ?? 1500 });
-    return { nodes: reply.nodes, links: reply.links, source: 'discovery' };
-  } catch {
-    return { nodes: await readLeases(options), links: [], source: 'leases' };
+    const kv = rpc.send('kv.usage', {}, { timeoutMs: opts.timeoutMs ?? 1500 }).catch(() => undefined);
+    try {
+      const reply = await rpc.send('discovery.nodes.list', {}, { timeoutMs: opts.timeoutMs ?? 1500 });
+      const usage = await kv;
+      return { nodes: reply.nodes, links: reply.links, source: 'discovery', ...(usage ? { kv: usage } : {}) };
+    } catch {
+      const usage = await kv;
+      return { nodes: await readLeases(options), links: [], source: 'leases', ...(usage ? { kv: usage } : {}) };
+    }
   } finally {
     await rpc.close();
   }
