@@ -44,11 +44,14 @@ export interface RedisServerHandle {
 }
 
 /** Starts `redis-server` on `port` (a free one by default), data in `dir`, nothing persisted. */
-export async function startRedisServer(opts: { dir: string; port?: number }): Promise<RedisServerHandle> {
+export async function startRedisServer(opts: { dir: string; port?: number; bind?: string }): Promise<RedisServerHandle> {
   const port = opts.port ?? (await freePort());
+  // Loopback unless told otherwise (other machines of a cluster need `bind` = a LAN address).
+  const bind = opts.bind ?? '127.0.0.1';
   mkdirSync(opts.dir, { recursive: true });
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', opts.dir, '--save', '', '--appendonly', 'no', '--logfile', join(opts.dir, `redis-${port}.log`)], { stdio: 'ignore' });
-  const url = `redis://127.0.0.1:${port}`;
+  const extra = bind === '127.0.0.1' ? [] : ['--protected-mode', 'no'];
+  const child = spawn('redis-server', ['--port', String(port), '--bind', bind, ...extra, '--dir', opts.dir, '--save', '', '--appendonly', 'no', '--logfile', join(opts.dir, `redis-${port}.log`)], { stdio: 'ignore' });
+  const url = `redis://${bind.includes(':') ? `[${bind}]` : bind}:${port}`;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;

@@ -1,6 +1,7 @@
-// Measures this node's links: every PROBE_INTERVAL_MS it probes every other node's data-plane
-// endpoint (RTT p50/p99 and bandwidth with PROBE frames) and appends link-measured events that
-// discovery shows in `baton nodes` and the planner uses.
+// Measures this node's links: it probes every other node's data-plane endpoint (RTT p50/p99 and
+// bandwidth with PROBE frames) every LINK_PROBE_INTERVAL_MS, and a node that joins (or moves to
+// a new endpoint) within a couple of seconds, and appends link-measured events that discovery
+// shows in `baton nodes` and the planner uses.
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import type { LinkMeasurement, NodeId } from '@baton/contracts';
 import { CONTROL_PLANE_OPTIONS, EventLog, RedisConnections, RpcClient, batonHome, loadOrCreateSecret, type ControlPlaneOptions } from '@baton/control-plane';
@@ -8,7 +9,8 @@ import { probeLink } from '@baton/transport';
 import { NODE_AGENT_OPTIONS, type NodeAgentOptions } from '../agent.service.js';
 
 export const LINK_PROBE_INTERVAL_MS = 30_000;
-const FIRST_PROBE_MS = 2_000;
+/** How often the node list is checked for peers that are due (new, moved, or last probed 30 s ago). */
+const CHECK_MS = 2_000;
 
 @Injectable()
 export class LinkProberService implements OnApplicationBootstrap, OnModuleDestroy {
@@ -17,6 +19,8 @@ export class LinkProberService implements OnApplicationBootstrap, OnModuleDestro
   private events!: EventLog;
   private stopped = false;
   private readonly failing = new Set<string>();
+  /** Per peer: when it was last probed (or tried) and at which endpoint. */
+  private readonly probed = new Map<string, { atMs: number; endpoint: string }>();
 
   constructor(
     @Inject(CONTROL_PLANE_OPTIONS) private readonly cp: ControlPlaneOptions,
@@ -27,7 +31,7 @@ export class LinkProberService implements OnApplicationBootstrap, OnModuleDestro
 
   onApplicationBootstrap(): void {
     this.events = new EventLog(this.connections.open('links'), this.cp.prefix);
-    this.schedule(FIRST_PROBE_MS);
+    this.schedule(CHECK_MS);
   }
 
   onModuleDestroy(): void {
@@ -37,11 +41,15 @@ export class LinkProberService implements OnApplicationBootstrap, OnModuleDestro
 
   private schedule(ms: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.probeAll().finally(() => this.schedule(LINK_PROBE_INTERVAL_MS)), ms);
+    this.timer = setTimeout(() => void this.probeAll({ dueOnly: true }).finally(() => this.schedule(CHECK_MS)), ms);
   }
 
-  /** Probes every other node once; failures are logged once per peer until it answers again. */
-  async probeAll(): Promise<LinkMeasurement[]> {
+  /**
+   * Probes every other node once — or, with `dueOnly`, those never probed at their current
+   * endpoint or not for LINK_PROBE_INTERVAL_MS. Failures are logged once per peer until it
+   * answers again.
+   */
+  async probeAll({ dueOnly = false }: { dueOnly?: boolean } = {}): Promise<LinkMeasurement[]> {
     const measured: LinkMeasurement[] = [];
     let nodes;
     try {
@@ -54,6 +62,10 @@ export class LinkProberService implements OnApplicationBootstrap, OnModuleDestro
       if (this.stopped || node.id === this.options.id) continue;
       const endpoint = node.endpoints.find((e) => e.kind === 'tcp');
       if (!endpoint || endpoint.port === undefined) continue;
+      const key = `${endpoint.address}:${endpoint.port}`;
+      const last = this.probed.get(node.id);
+      if (dueOnly && last && last.endpoint === key && Date.now() - last.atMs < LINK_PROBE_INTERVAL_MS) continue;
+      this.probed.set(node.id, { atMs: Date.now(), endpoint: key });
       try {
         const result = await probeLink({ host: endpoint.address, port: endpoint.port, secret }, { rounds: 20, bytes: 256 * 1024, frames: 4, timeoutMs: 5000 });
         const link: LinkMeasurement = { from: this.options.id as NodeId, to: node.id, ...result, measuredAtMs: Date.now() };
