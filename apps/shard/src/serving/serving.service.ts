@@ -158,7 +158,15 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
     await this.stopKvAgent();
     if (!same) {
       await this.unload();
-      this.loaded = await this.load(plan, role);
+      try {
+        this.loaded = await this.load(plan, role);
+      } catch (error) {
+        // Say so where users look (`baton nodes`, the gateway's 503 reason), not only in this log.
+        const range = `[${role.stage.layerStart},${role.stage.layerEnd})`;
+        const status = `failed to load ${plan.modelId} v${plan.version} layers ${range}: ${(error as Error).message}`;
+        await this.agent.update({ status: status.length > 200 ? `${status.slice(0, 199)}…` : status, servingPlanId: undefined }).catch(() => undefined);
+        throw error;
+      }
     }
     const runner = new StageRunner(plan, role, this.loaded!.engine, this.loaded!.eog);
     runner.subscribers = this.subscribers;
