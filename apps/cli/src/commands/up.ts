@@ -26,6 +26,9 @@ async function waitForSettledPlan(rpc: RpcClient, modelId: string, aborted: () =
     if (current) {
       const { nodes } = await rpc.send('discovery.nodes.list', {}).catch(() => ({ nodes: [] as NodeRecord[] }));
       const byId = new Map(nodes.map((n) => [n.id as string, n]));
+      // A stage that cannot load (a bad file, no engine build) will not get better by waiting.
+      const broken = current.stages.map((s) => byId.get(s.nodeId)).find((n) => n?.status?.startsWith('failed to load'));
+      if (broken) throw new CliError(`node ${broken.name} ${broken.status}`);
       const serving = current.stages.every((s) => byId.get(s.nodeId)?.servingPlanId === current.planId);
       const measured = current.stages.every((s) => byId.get(s.nodeId)?.computeBytesPerSec != null);
       if (serving && measured && Date.now() - stableSince >= SETTLE_MS) return current;
@@ -66,6 +69,7 @@ export const upCommand: CommandSpec = {
     stages: { type: 'string', value: 'N', description: 'Pipeline stages (default: one per shard; 0 = the planner chooses)' },
     threads: { type: 'string', value: 'N', description: 'Engine threads per shard (default: this machine\'s cores / shards)' },
     'delay-ms': { type: 'string', value: 'MS', description: 'Add this one-way delay to every data-plane hop (a userspace proxy per shard), to try a slow network' },
+    'metrics-port': { type: 'string', value: 'PORT', description: 'Serve each shard\'s Prometheus /metrics on PORT, PORT+1, … (the gateway\'s is on its own port)' },
   },
   examples: ['baton up', 'baton up --shards 3 --model ~/.ollama/models/blobs/sha256-…', 'baton up --redis redis://127.0.0.1:6390'],
   async run(ctx) {
@@ -76,6 +80,8 @@ export const upCommand: CommandSpec = {
     const kvDType = choiceOption(ctx, 'kv-dtype', KV_DTYPES) ?? 'f16';
     const objective = choiceOption(ctx, 'objective', OBJECTIVES) ?? 'throughput';
     const stagesFlag = intOption(ctx, 'stages', { min: 0, max: 64 });
+    const metricsPort = intOption(ctx, 'metrics-port', { min: 1, max: 65535 });
+    if (metricsPort !== undefined && metricsPort + shards - 1 > 65535) throw new CliError(`--metrics-port ${metricsPort} leaves no room for ${shards} shards (ports up to 65535)`);
     const delayMs = intOption(ctx, 'delay-ms', { min: 0, max: 10_000 }) ?? 0;
     const totalBudget = bytesOption(ctx, 'memory-budget') ?? Math.floor(totalmem() * 0.75);
     const { resolveControlPlaneOptions, RpcClient } = await import('@baton/control-plane');
@@ -128,7 +134,7 @@ export const upCommand: CommandSpec = {
         proxies.push(proxy);
         dataArgs.push('--data-port', String(dataPort), '--advertise-port', String(proxy.port));
       }
-      supervisor.start(`shard-${i}`, appMain('@baton/shard'), [...common, '--id', `${baseId}-${i}`, '--name', `${host}-${i}`, '--memory-budget', String(perShard), '--threads', String(threads), ...dataArgs]);
+      supervisor.start(`shard-${i}`, appMain('@baton/shard'), [...common, '--id', `${baseId}-${i}`, '--name', `${host}-${i}`, '--memory-budget', String(perShard), '--threads', String(threads), ...dataArgs, ...(metricsPort !== undefined ? ['--metrics-port', String(metricsPort + i - 1)] : [])]);
     }
     if (delayMs > 0) log(`[up]       every data-plane hop delayed by ${delayMs} ms one way (userspace proxies)`);
 
@@ -177,6 +183,7 @@ export const upCommand: CommandSpec = {
       if (url) {
         log(`OpenAI-compatible API: ${url}/v1  (try \`npx baton chat --url ${url}\`)`);
         log(`  curl ${url}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"${servedModel}","messages":[{"role":"user","content":"Hello"}],"stream":true}'`);
+        log(`Prometheus metrics: ${url}/metrics${metricsPort !== undefined ? `; shards on ports ${metricsPort}–${metricsPort + shards - 1} (/metrics)` : ''}`);
       } else {
         log('No model to serve: pass --model FILE (or run `npm run setup` to write the demo model).');
       }
