@@ -6,11 +6,10 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '@baton/control-plane';
 import { readGguf, writeRandomModel } from '@baton/gguf';
 import { greedyTokens } from '@baton/llama-ref';
 import { Tokenizer, plainMetadata } from '@baton/tokenizer';
-import { CLI, REDIS_URL, dropPrefix, redisClient, startProcess, stopProcess, tempHome, testPrefix, waitFor, type Proc } from '../../discovery/test/processes.js';
+import { redisClient, startUp, stopUp, tempHome, waitFor, type UpStack } from '../../discovery/test/processes.js';
 
 const home = tempHome();
 const modelPath = join(home, 'pipe.gguf');
@@ -18,26 +17,8 @@ const redis = redisClient();
 const PROMPTS = ['The quick brown fox', 'Once upon a time', 'Hello, world', 'In the beginning', 'Baton runs one model', 'A B C D', 'numbers 1 2 3', 'the end'];
 const MAX_TOKENS = 16;
 
-interface Stack { proc: Proc; url: string; prefix: string }
-
-async function startStack(shards: number): Promise<Stack> {
-  const prefix = testPrefix();
-  const port = await freePort();
-  const proc = startProcess(CLI, ['up', '--shards', String(shards), '--model', modelPath, '--port', String(port), '--prefix', prefix, '--kv-dtype', 'f32', '--context', '512', '--sequences', '8'], { BATON_HOME: home, REDIS_URL });
-  await waitFor(() => proc.output().includes('OpenAI-compatible API') || (proc.child.exitCode !== null && Promise.reject(new Error(proc.output()))) || undefined, 90_000, 100);
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor(async () => (await fetch(`${url}/readyz`)).ok || undefined, 60_000, 200);
-  return { proc, url, prefix };
-}
-
-async function stopStack(stack: Stack | undefined) {
-  if (!stack) return;
-  stack.proc.child.kill('SIGINT');
-  const timer = setTimeout(() => stack.proc.child.kill('SIGKILL'), 15_000);
-  await stack.proc.exited;
-  clearTimeout(timer);
-  await dropPrefix(redis, stack.prefix);
-}
+const startStack = (shards: number) =>
+  startUp(['--shards', String(shards), '--model', modelPath, '--kv-dtype', 'f32', '--context', '512', '--sequences', '8'], { BATON_HOME: home });
 
 async function complete(url: string, prompt: string, extra: Record<string, unknown> = {}): Promise<{ text: string; finish: string; usage: { prompt_tokens: number; completion_tokens: number } }> {
   const response = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'pipe', prompt, max_tokens: MAX_TOKENS, temperature: 0, ...extra }) });
@@ -58,11 +39,11 @@ afterAll(async () => {
 });
 
 describe.each([1, 2, 3])('a pipeline of %i shard(s)', (shards) => {
-  let stack: Stack | undefined;
+  let stack: UpStack | undefined;
   beforeAll(async () => {
     stack = await startStack(shards);
   }, 180_000);
-  afterAll(() => stopStack(stack), 60_000);
+  afterAll(() => stopUp(stack, redis), 60_000);
 
   it('places one stage per shard and serves greedy completions', async () => {
     const { plans } = (await (await fetch(`${stack!.url}/v1/cluster`)).json()) as { plans: { stages: unknown[] }[] };

@@ -6,10 +6,9 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '@baton/control-plane';
 import { writeRandomModel } from '@baton/gguf';
 import { streamCompletion } from '../src/up/sse.js';
-import { CLI, REDIS_URL, dropPrefix, redisClient, startProcess, tempHome, testPrefix, waitFor, type Proc } from '../../discovery/test/processes.js';
+import { redisClient, startUp, stopUp, tempHome, type UpStack } from '../../discovery/test/processes.js';
 
 const home = tempHome();
 const modelPath = join(home, 'resume.gguf');
@@ -21,9 +20,8 @@ interface ClusterView {
   plans: { version: number; stages: { nodeId: string }[] }[];
 }
 
-let proc: Proc | undefined;
+let stack: UpStack | undefined;
 let url = '';
-let prefix = '';
 
 async function cluster(): Promise<ClusterView> {
   return (await (await fetch(`${url}/v1/cluster`)).json()) as ClusterView;
@@ -38,23 +36,13 @@ async function complete(prompt: string): Promise<{ text: string; finish: string;
 
 beforeAll(async () => {
   await writeRandomModel({ out: modelPath, arch: 'llama', dim: 128, layers: 6, heads: 4, kvHeads: 2, ffn: 256, type: 'f32', context: 1024, seed: 23, name: 'resume' });
-  prefix = testPrefix();
-  const port = await freePort();
   // Three shards, two stages: when a node of the plan goes, the model still fits on the two left.
-  proc = startProcess(CLI, ['up', '--shards', '3', '--stages', '2', '--model', modelPath, '--port', String(port), '--prefix', prefix, '--kv-dtype', 'f32', '--context', '1024', '--sequences', '2'], { BATON_HOME: home, REDIS_URL });
-  await waitFor(() => proc!.output().includes('OpenAI-compatible API') || (proc!.child.exitCode !== null && Promise.reject(new Error(proc!.output()))) || undefined, 120_000, 100);
-  url = `http://127.0.0.1:${port}`;
-  await waitFor(async () => (await fetch(`${url}/readyz`)).ok || undefined, 60_000, 200);
+  stack = await startUp(['--shards', '3', '--stages', '2', '--model', modelPath, '--kv-dtype', 'f32', '--context', '1024', '--sequences', '2'], { BATON_HOME: home });
+  url = stack.url;
 }, 180_000);
 
 afterAll(async () => {
-  if (proc) {
-    proc.child.kill('SIGINT');
-    const timer = setTimeout(() => proc!.child.kill('SIGKILL'), 15_000);
-    await proc.exited;
-    clearTimeout(timer);
-  }
-  await dropPrefix(redis, prefix);
+  await stopUp(stack, redis);
   redis.disconnect();
   rmSync(home, { recursive: true, force: true });
 }, 60_000);
@@ -93,6 +81,6 @@ describe('a node lost in the middle of a generation', () => {
     const after = await cluster();
     expect(after.plans[0]!.version).toBeGreaterThan(plan.version);
     expect(after.plans[0]!.stages.map((s) => s.nodeId)).not.toContain(victim.id);
-    expect(proc!.output()).toMatch(/resuming a generation on plan v\d+ after \d+ token\(s\)/);
+    expect(stack!.proc.output()).toMatch(/resuming a generation on plan v\d+ after \d+ token\(s\)/);
   }, 120_000);
 });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { parseRedisUrl } from '@baton/control-plane';
+import { freePort, parseRedisUrl } from '@baton/control-plane';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -74,4 +74,50 @@ export async function streamEvents(redis: Redis, prefix: string): Promise<{ id: 
 export async function dropPrefix(redis: Redis, prefix: string): Promise<void> {
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length) await redis.del(...keys);
+}
+
+export interface UpStack {
+  proc: Proc;
+  /** The gateway, e.g. http://127.0.0.1:40123 */
+  url: string;
+  prefix: string;
+}
+
+/**
+ * `baton up ARGS` on a free port with a private key prefix; resolves once the gateway answers
+ * /readyz (or fails with the tail of up's output). `env` adds to the environment (BATON_HOME …).
+ */
+export async function startUp(args: string[], env: NodeJS.ProcessEnv = {}): Promise<UpStack> {
+  const prefix = testPrefix();
+  const port = await freePort();
+  const proc = startProcess(CLI, ['up', ...args, '--port', String(port), '--prefix', prefix], { REDIS_URL, ...env });
+  const tail = () => proc.output().slice(-4000);
+  const up = () => proc.output().includes('OpenAI-compatible API');
+  await waitFor(() => up() || proc.child.exitCode !== null || undefined, 150_000, 100)
+    .catch((error: Error) => Promise.reject(new Error(`baton up did not come up: ${error.message}\n${tail()}`)));
+  if (!up()) throw new Error(`baton up exited (code ${proc.child.exitCode}) before the gateway was up:\n${tail()}`);
+  const url = `http://127.0.0.1:${port}`;
+  let readiness = '';
+  await waitFor(async () => {
+    const response = await fetch(`${url}/readyz`);
+    readiness = await response.text();
+    return response.ok || undefined;
+  }, 60_000, 200).catch(() => Promise.reject(new Error(`the gateway never became ready: ${readiness}\n${tail()}`)));
+  return { proc, url, prefix };
+}
+
+/**
+ * Ctrl-C to `baton up` (it stops its children one by one, each may take seconds on a busy
+ * machine; killing it early would orphan the rest), SIGKILL after 45 s; then drops its keys.
+ */
+export async function stopUp(stack: UpStack | undefined, redis: Redis): Promise<void> {
+  if (!stack) return;
+  const { child } = stack.proc;
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGINT');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
+    await stack.proc.exited;
+    clearTimeout(timer);
+  }
+  await dropPrefix(redis, stack.prefix);
 }

@@ -4,15 +4,13 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '@baton/control-plane';
 import { writeRandomModel } from '@baton/gguf';
 import type { ChatCompletion, ChatCompletionChunk, ClusterView, ModelList, TextCompletion } from '@baton/contracts';
-import { CLI, REDIS_URL, dropPrefix, redisClient, startProcess, tempHome, testPrefix, waitFor, type Proc } from '../../discovery/test/processes.js';
+import { redisClient, startUp, stopUp, tempHome, type UpStack } from '../../discovery/test/processes.js';
 
-const prefix = testPrefix();
 const home = tempHome();
 const redis = redisClient();
-let up: Proc | undefined;
+let up: UpStack | undefined;
 let url = '';
 let model = '';
 
@@ -36,36 +34,14 @@ beforeAll(async () => {
   mkdirSync(join(home, 'models'), { recursive: true });
   const modelPath = join(home, 'models', 'e2e-tiny.gguf');
   await writeRandomModel({ out: modelPath, arch: 'llama', dim: 64, layers: 4, heads: 4, kvHeads: 2, ffn: 128, type: 'f32', context: 512, seed: 11 });
-  const port = await freePort();
-  up = startProcess(CLI, ['up', '--shards', '2', '--model', modelPath, '--port', String(port), '--prefix', prefix], { BATON_HOME: home, REDIS_URL });
-  await waitFor(() => up!.output().includes('Baton is up') || up!.child.exitCode !== null || undefined, 110_000, 200);
-  const match = /OpenAI-compatible API: (\S+)\/v1/.exec(up.output());
-  if (!match) throw new Error(`baton up did not come up:\n${up.output().slice(-3000)}`);
-  url = match[1]!;
+  up = await startUp(['--shards', '2', '--model', modelPath], { BATON_HOME: home });
+  url = up.url;
   const models = (await (await fetch(`${url}/v1/models`)).json()) as ModelList;
   model = models.data.find((m) => m.baton.status === 'ready')?.id ?? models.data[0]!.id;
-  let readiness = '';
-  try {
-    await waitFor(async () => {
-      const response = await fetch(`${url}/readyz`);
-      readiness = await response.text();
-      return response.status === 200 || undefined;
-    }, 60_000, 200);
-  } catch {
-    throw new Error(`the gateway never became ready: ${readiness}\n${up.output().slice(-3000)}`);
-  }
 }, 180_000);
 
 afterAll(async () => {
-  if (up && up.child.exitCode === null && up.child.signalCode === null) {
-    // Ctrl-C: `baton up` stops its children one by one (each may take seconds on a busy machine);
-    // killing it early would orphan the ones not yet stopped
-    up.child.kill('SIGINT');
-    const timer = setTimeout(() => up!.child.kill('SIGKILL'), 45_000);
-    await up.exited;
-    clearTimeout(timer);
-  }
-  await dropPrefix(redis, prefix);
+  await stopUp(up, redis);
   redis.disconnect();
   rmSync(home, { recursive: true, force: true });
 }, 60_000);

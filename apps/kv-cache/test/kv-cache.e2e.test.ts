@@ -11,10 +11,10 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, resolveControlPlaneOptions, RpcClient } from '@baton/control-plane';
+import { resolveControlPlaneOptions, RpcClient } from '@baton/control-plane';
 import type { KvUsageReport, ModelId, RequestId, SequenceId } from '@baton/contracts';
 import { writeRandomModel } from '@baton/gguf';
-import { CLI, REDIS_URL, dropPrefix, redisClient, startProcess, stopProcess, tempHome, testPrefix, waitFor, type Proc } from '../../discovery/test/processes.js';
+import { REDIS_URL, redisClient, startProcess, startUp, stopProcess, stopUp, tempHome, waitFor, type Proc, type UpStack } from '../../discovery/test/processes.js';
 
 const KV_MAIN = join(import.meta.dirname, '../dist/main.js');
 const home = tempHome();
@@ -22,29 +22,20 @@ const modelPath = join(home, 'kv.gguf');
 const redis = redisClient();
 const MODEL = 'kv' as ModelId;
 
-interface Stack { proc: Proc; url: string; prefix: string; rpc: RpcClient; extra: Proc[] }
+interface Stack extends UpStack { rpc: RpcClient; extra: Proc[] }
 
 async function startStack(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Stack> {
-  const prefix = testPrefix();
-  const port = await freePort();
-  const proc = startProcess(CLI, ['up', '--model', modelPath, '--port', String(port), '--prefix', prefix, '--kv-dtype', 'f32', ...args], { BATON_HOME: home, REDIS_URL, ...env });
-  await waitFor(() => proc.output().includes('OpenAI-compatible API') || (proc.child.exitCode !== null && Promise.reject(new Error(proc.output()))) || undefined, 90_000, 100);
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor(async () => (await fetch(`${url}/readyz`)).ok || undefined, 60_000, 200);
-  const rpc = new RpcClient(resolveControlPlaneOptions({ redisUrl: REDIS_URL, prefix }));
+  const up = await startUp(['--model', modelPath, '--kv-dtype', 'f32', ...args], { BATON_HOME: home, ...env });
+  const rpc = new RpcClient(resolveControlPlaneOptions({ redisUrl: REDIS_URL, prefix: up.prefix }));
   await waitFor(async () => (await rpc.send('kv.usage', {}, { timeoutMs: 1000 })).nodes.length > 0 || undefined, 30_000, 200);
-  return { proc, url, prefix, rpc, extra: [] };
+  return { ...up, rpc, extra: [] };
 }
 
 async function stopStack(stack: Stack | undefined) {
   if (!stack) return;
   for (const proc of stack.extra) await stopProcess(proc, 'SIGINT');
   await stack.rpc.close();
-  stack.proc.child.kill('SIGINT');
-  const timer = setTimeout(() => stack.proc.child.kill('SIGKILL'), 15_000);
-  await stack.proc.exited;
-  clearTimeout(timer);
-  await dropPrefix(redis, stack.prefix);
+  await stopUp(stack, redis);
 }
 
 interface Completion { status: number; text: string; promptTokens: number; cachedTokens: number; error?: string }
