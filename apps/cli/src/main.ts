@@ -104,6 +104,19 @@ export async function runCli(argv: string[]): Promise<number> {
       return EXIT_USAGE;
     }
   }
+  // `baton node` runs a shard in this process: tracing (when configured) and /metrics (with
+  // BATON_METRICS_PORT) are this process's
+  let telemetry: { stop(): Promise<void> } | undefined;
+  if (spec.name === 'node') {
+    const { TelemetryConfigError, startProcessTelemetry } = await import('@baton/telemetry');
+    try {
+      telemetry = await startProcessTelemetry('baton-shard', { resource: { 'process.pid': process.pid } });
+    } catch (error) {
+      if (!(error instanceof TelemetryConfigError)) throw error;
+      console.error(`baton node: ${error.message}`);
+      return EXIT_USAGE;
+    }
+  }
   try {
     const code = await spec.run({ values, positionals: parsed.positionals });
     return code ?? 0;
@@ -114,5 +127,7 @@ export async function runCli(argv: string[]): Promise<number> {
     }
     console.error(`baton ${spec.name}: ${(error as Error).stack ?? String(error)}`);
     return 1;
+  } finally {
+    await telemetry?.stop();
   }
 }

@@ -10,6 +10,7 @@ import type { LocalModelsOptions } from './models/local-models.js';
 import { GatewayModule } from './gateway.module.js';
 import { OpenAIExceptionFilter } from './http/openai-error.js';
 import { ApiKeyGuard } from './http/api-key.guard.js';
+import { GatewayTelemetry } from './telemetry/gateway-telemetry.js';
 
 /** Largest request body accepted by default (413 above it). */
 export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
@@ -35,6 +36,8 @@ export interface GatewayOptions {
   corsOrigins?: string[];
   /** Nest log levels (default log, warn, error); false for none. */
   logger?: LogLevel[] | false;
+  /** Metrics (GET /metrics) and tracing; default: metrics only. Share it with the pipeline client. */
+  telemetry?: GatewayTelemetry;
 }
 
 /** Builds, starts and returns the gateway. Close it with `await app.close()`. */
@@ -42,8 +45,14 @@ export async function createGatewayApp(options: GatewayOptions): Promise<NestFas
   const bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   if (!Number.isInteger(bodyLimit) || bodyLimit < 1) throw new RangeError(`bodyLimitBytes must be a positive integer, got ${bodyLimit}`);
   const adapter = new FastifyAdapter({ bodyLimit });
+  const telemetry = options.telemetry ?? new GatewayTelemetry();
+  // every request is counted (and a completion request's span started) once Fastify has routed it
+  adapter.getInstance().addHook('onRequest', (request, reply, done) => {
+    telemetry.httpRequest(request.raw, reply.raw, request.routeOptions.url);
+    done();
+  });
   const app = await NestFactory.create<NestFastifyApplication>(
-    GatewayModule.forRoot({ pipeline: options.pipeline, controlPlane: options.controlPlane, ...(options.localModels ? { localModels: options.localModels } : {}) }),
+    GatewayModule.forRoot({ pipeline: options.pipeline, controlPlane: options.controlPlane, telemetry, ...(options.localModels ? { localModels: options.localModels } : {}) }),
     adapter,
     { logger: options.logger ?? ['log', 'warn', 'error'] },
   );

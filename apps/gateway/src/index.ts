@@ -7,3 +7,4 @@ export { listLocalModels, findLocalModel, batonModelsDir, ollamaModelsDirs, type
 export { StopMatcher, type StopResult } from './generation/stop-matcher.js';
 export { CompletionService, FALLBACK_MAX_TOKENS, type PreparedGeneration, type TextEvent } from './generation/completion.service.js';
 export { OpenAIHttpError } from './http/openai-error.js';
+export { parseBatchJsonl, withLineNumbers, BatchInputError, batchOptionsFromEnv, isFinal, type BatchObject, type BatchResults, type BatchResultLine, type BatchStatus } from './batch/batch-logic.js';

@@ -13,6 +13,7 @@ import { chatCommand } from './chat.js';
 import { modelsCommand } from './models.js';
 import { benchPipelineCommand } from './bench-pipeline.js';
 import { benchKvCommand } from './bench-kv.js';
+import { batchCommands } from './batch.js';
 
 export const COMMANDS: CommandSpec[] = [
   upCommand,
@@ -24,6 +25,7 @@ export const COMMANDS: CommandSpec[] = [
   planCommand,
   generateCommand,
   chatCommand,
+  ...batchCommands,
   benchTransportCommand,
   benchEngineCommand,
   benchPipelineCommand,

@@ -15,6 +15,8 @@ import { ModelsService } from '../models/models.service.js';
 import { findLocalModel } from '../models/local-models.js';
 import { ModelTextCache, type ModelText } from './model-text.js';
 import { StopMatcher } from './stop-matcher.js';
+import { GatewayTelemetry } from '../telemetry/gateway-telemetry.js';
+import type { GenerationOutcome } from '../telemetry/gateway-metrics.js';
 
 /** max_tokens when the request omits it and no context length is known for the model. */
 export const FALLBACK_MAX_TOKENS = 2048;
@@ -86,6 +88,7 @@ export class CompletionService {
     private readonly pipeline: PipelineClient,
     private readonly texts: ModelTextCache,
     private readonly localModels: ModelsService,
+    readonly telemetry: GatewayTelemetry,
   ) {}
 
   async prepareChat(body: unknown): Promise<PreparedGeneration> {
@@ -136,6 +139,8 @@ export class CompletionService {
     let outcome = 'client disconnected';
     const startedAt = performance.now();
     let firstTokenAt: number | null = null;
+    const meter = this.telemetry.generation(prepared.model, traceparent);
+    let measured: GenerationOutcome = 'client_disconnected';
     const iterator = this.pipeline
       .generate({
         modelId: prepared.model,
@@ -176,6 +181,7 @@ export class CompletionService {
           break;
         }
         completionTokens++;
+        meter.token();
         firstTokenAt ??= performance.now();
         const piece = matcher.push(decoder.push(event.tokenId));
         if (piece.text) yield { type: 'text', text: piece.text };
@@ -205,6 +211,7 @@ export class CompletionService {
       }
       const promptCount = prepared.promptTokens.length;
       outcome = finishReason!;
+      measured = finishReason === 'length' ? 'length' : 'stop';
       yield {
         type: 'end',
         finishReason: finishReason!,
@@ -217,9 +224,11 @@ export class CompletionService {
       };
     } catch (error) {
       outcome = `failed: ${(error as Error).message}`;
+      measured = error instanceof OpenAIHttpError && error.code === 'generation_cancelled' ? 'cancelled' : 'error';
       throw error;
     } finally {
       this.logRequest(prepared, outcome, completionTokens, startedAt, firstTokenAt);
+      meter.end(measured, prepared.promptTokens.length, cachedTokens);
       signal.removeEventListener('abort', onAbort);
       if (!ended) controller.abort(signal.aborted ? signal.reason : new Error('generation ended by the gateway'));
       void Promise.resolve(iterator.return?.()).catch(() => undefined);

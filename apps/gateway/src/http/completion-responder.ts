@@ -25,10 +25,18 @@ function traceparentOf(request: FastifyRequest): string | undefined {
 
 export async function sendCompletion(service: CompletionService, prepared: PreparedGeneration, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const { signal, dispose } = disconnectSignal(reply);
+  // the request's span (when tracing) parents the generation's spans
+  const traceparent = service.telemetry.requestTraceparent(request.raw, {
+    'gen_ai.request.model': prepared.model,
+    'gen_ai.request.max_tokens': prepared.maxTokens,
+    'baton.prompt_tokens': prepared.promptTokens.length,
+    'baton.stream': prepared.stream,
+    'baton.completion_id': prepared.id,
+  }, traceparentOf(request));
   try {
-    if (prepared.stream) await stream(service, prepared, signal, traceparentOf(request), reply);
+    if (prepared.stream) await stream(service, prepared, signal, traceparent, reply);
     else {
-      const result = await service.collect(prepared, signal, traceparentOf(request));
+      const result = await service.collect(prepared, signal, traceparent);
       if (result === null) {
         // the client is gone: nothing to send
         reply.hijack();

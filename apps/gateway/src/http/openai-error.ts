@@ -58,7 +58,7 @@ export function toOpenAIError(error: unknown, bodyLimitBytes: number): OpenAIHtt
   if (error instanceof HttpException) {
     const status = error.getStatus();
     if (status === 413) return toOpenAIError({ code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, bodyLimitBytes);
-    const message = status === 404 ? `${error.message}: the API serves /v1/chat/completions, /v1/completions, /v1/models, /v1/cluster, /v1/plans/preview, /healthz, /readyz` : error.message;
+    const message = status === 404 ? `${error.message}: the API serves /v1/chat/completions, /v1/completions, /v1/models, /v1/cluster, /v1/plans/preview, /v1/batches, /healthz, /readyz` : error.message;
     return new OpenAIHttpError(status, message, undefined, null, status === 404 ? 'not_found' : null);
   }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {

@@ -11,11 +11,14 @@ import { randomBytes } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import {
   BatonError, ErrorCode, FrameFlags, FrameKind, KV_RELEASE_OP, PayloadDType, TokenFinish, emptyFrameHeader,
-  type FrameHeader, type KvAdmitted, type ModelId, type NodeRecord, type Plan, type RequestId,
+  type FrameHeader, type KvAdmitted, type LinkMeasurement, type ModelId, type NodeRecord, type Plan, type RequestId,
 } from '@baton/contracts';
 import { EventLog, RedisConnections, RpcClient, type ControlPlaneOptions } from '@baton/control-plane';
 import { connect, type Connection } from '@baton/transport';
-import { PipelineClient, type GenerateRequest, type GenerationEvent, type ModelReadiness, type ServedModel } from './pipeline-client.js';
+import type { FrameTrace } from '@baton/telemetry';
+import type { GatewayTelemetry } from '../telemetry/gateway-telemetry.js';
+import type { GenerationTrace } from '../telemetry/generation-trace.js';
+import { PipelineClient, type FinishReason, type GenerateRequest, type GenerationEvent, type ModelReadiness, type ServedModel } from './pipeline-client.js';
 
 /** Prompt tokens per TOKENS frame: stage 0 starts on chunk 1 while later chunks are in flight. */
 export const PREFILL_CHUNK_TOKENS = 64;
@@ -40,14 +43,29 @@ const KV_DEADLINE_SLACK_MS = 20;
 interface Pending {
   /** The plan the generation runs on: a new plan restarts the stages, dropping its frames. */
   plan?: Plan;
-  push(event: GenerationEvent | { type: 'token-out'; token: number; finish: TokenFinish } | { type: 'error'; message: string }): void;
+  /** The generation's token spans (tracing on and this request sampled). */
+  trace?: GenerationTrace;
+  /** `resumable`: the plan changed or a node was lost; the generation can go on on the next plan. */
+  push(event: GenerationEvent | { type: 'token-out'; token: number; finish: TokenFinish } | { type: 'error'; message: string; resumable?: boolean }): void;
 }
+
+type RunOutcome =
+  | { end: 'finished'; finish: 'stop' | 'length' }
+  | { end: 'cancelled' }
+  | { end: 'failed'; message: string; resumable: boolean };
+
+/** How long a generation whose plan broke waits for a new ready plan before it fails. */
+const RESUME_WAIT_MS = 60_000;
+/** Pause between looks for a ready plan while resuming. */
+const RESUME_RETRY_MS = 250;
 
 export class ShardPipelineClient extends PipelineClient {
   private readonly logger = new Logger('Pipeline');
   private readonly plans = new Map<string, Plan>();
   private readonly unplaced = new Map<string, string>();
   private nodes = new Map<string, NodeRecord>();
+  /** The links discovery last reported (probe round trips and bandwidth, for /metrics). */
+  private measuredLinks: readonly LinkMeasurement[] = [];
   private readonly links = new Map<string, Promise<Connection>>();
   private readonly pending = new Map<number, Pending>();
   private nextSequence = (Date.now() % 0x7fffffff) >>> 0;
@@ -62,8 +80,10 @@ export class ShardPipelineClient extends PipelineClient {
     private readonly secret: string,
     private readonly connections: RedisConnections,
     private readonly rpc: RpcClient,
+    private readonly telemetry?: GatewayTelemetry,
   ) {
     super();
+    telemetry?.metrics.followNodes(() => this.nodes.values(), () => this.measuredLinks);
   }
 
   async start(): Promise<void> {
@@ -103,64 +123,146 @@ export class ShardPipelineClient extends PipelineClient {
     return { ready: true };
   }
 
+  /**
+   * Runs a generation and streams its tokens. If the model is re-placed or a stage's node is lost
+   * mid-generation (ARCHITECTURE §7), it resumes on the new plan by prefilling prompt + the tokens
+   * generated so far, so the stream goes on with no lost or repeated tokens (under greedy decoding
+   * or a seeded sampler, the tokens an uninterrupted run would give).
+   */
   async *generate(request: GenerateRequest): AsyncIterable<GenerationEvent> {
-    const plan = this.plans.get(request.modelId);
+    let plan = this.plans.get(request.modelId);
+    const done = (finishReason: FinishReason, extra: { error?: string } = {}): GenerationEvent => ({
+      type: 'done', finishReason, promptTokens: request.promptTokens.length, completionTokens: generated.length, cachedTokens, ...extra,
+    });
+    const generated: number[] = [];
+    let cachedTokens = 0;
     if (!plan) {
-      yield { type: 'done', finishReason: 'error', promptTokens: request.promptTokens.length, completionTokens: 0, cachedTokens: 0, error: this.readiness(request.modelId).reason };
+      yield done('error', { error: this.readiness(request.modelId).reason });
       return;
     }
-    const admitted = await this.admit(plan, request);
+    const resumeDeadline = () => Date.now() + RESUME_WAIT_MS;
+    let resumeBy: number | undefined;
+    for (let run = 0; ; run++) {
+      const outcome: RunOutcome = yield* this.runOnce(plan, request, generated, run === 0 ? (n) => (cachedTokens = n) : () => undefined);
+      if (outcome.end === 'finished') {
+        yield done(outcome.finish);
+        return;
+      }
+      if (outcome.end === 'cancelled') {
+        yield done('cancelled');
+        return;
+      }
+      if (!outcome.resumable || request.signal?.aborted) {
+        yield done('error', { error: outcome.message });
+        return;
+      }
+      resumeBy ??= resumeDeadline();
+      const next = await this.awaitReadyPlan(request.modelId, resumeBy, request.signal);
+      if (!next.plan) {
+        yield done('error', { error: `${outcome.message}; could not resume: ${next.reason}` });
+        return;
+      }
+      this.logger.warn(`resuming a generation on plan v${next.plan.version} after ${generated.length} token(s): ${outcome.message}`);
+      plan = next.plan;
+    }
+  }
+
+  /**
+   * One run of a generation on one plan: admission, the prompt (with every token generated by
+   * earlier runs appended), then tokens until the end, a cancellation or a failure. Generated
+   * tokens are yielded and appended to `generated`.
+   */
+  private async *runOnce(plan: Plan, request: GenerateRequest, generated: number[], onCached: (tokens: number) => void): AsyncGenerator<GenerationEvent, RunOutcome> {
+    const run: GenerateRequest = generated.length === 0 ? request : { ...request, promptTokens: [...request.promptTokens, ...generated], maxTokens: request.maxTokens - generated.length };
+    let admitted: KvAdmitted | undefined;
+    const trace = this.telemetry?.generationTrace(request.traceparent);
+    const admitting = this.telemetry?.admissionStarted(plan.modelId);
+    const admissionSpan = trace?.admission();
+    try {
+      admitted = await this.admit(plan, run);
+    } catch (error) {
+      trace?.end('not admitted');
+      // Before the first token the HTTP layer turns this into 429 / 400 / 503; mid-stream it ends the stream.
+      if (generated.length === 0) throw error;
+      return { end: 'failed', message: `could not resume: ${(error as Error).message}`, resumable: false };
+    } finally {
+      admitting?.();
+      admissionSpan?.();
+    }
     const sequenceId = admitted?.sequenceId ?? this.allocateSequence();
-    const cachedTokens = admitted?.cachedTokens ?? 0;
-    const generated: number[] = [];
+    onCached(admitted?.cachedTokens ?? 0);
+    const fedThisRun: number[] = [];
     let finished: 'stop' | 'length' | undefined;
     const queue: Parameters<Pending['push']>[0][] = [];
     let wake: (() => void) | undefined;
-    const mine: Pending = { plan, push: (event) => (queue.push(event), wake?.()) };
+    const mine: Pending = { plan, ...(trace ? { trace } : {}), push: (event) => (queue.push(event), wake?.()) };
     this.pending.set(sequenceId, mine);
     const onAbort = () => queue.push({ type: 'error', message: 'cancelled' }) && wake?.();
     request.signal?.addEventListener('abort', onAbort, { once: true });
+    if (request.signal?.aborted) onAbort();
     let stage0: Connection | undefined;
-    let completion = 0;
     try {
-      const links = await Promise.all(plan.stages.map((s) => this.link(s.nodeId)));
+      let links: Connection[];
+      try {
+        links = await Promise.all(plan.stages.map((s) => this.link(s.nodeId)));
+      } catch (error) {
+        return { end: 'failed', message: `cannot reach a stage of plan v${plan.version}: ${(error as Error).message}`, resumable: true };
+      }
       stage0 = links[0]!;
-      this.sendPrompt(stage0, plan, sequenceId, request, cachedTokens);
+      this.sendPrompt(stage0, plan, sequenceId, run, admitted?.cachedTokens ?? 0, trace?.prompt(run.promptTokens.length, admitted?.cachedTokens ?? 0));
       for (;;) {
         while (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve));
         const event = queue.shift()!;
         if (event.type === 'error') {
-          const cancelled = event.message === 'cancelled';
-          yield { type: 'done', finishReason: cancelled ? 'cancelled' : 'error', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens, ...(cancelled ? {} : { error: event.message }) };
-          return;
+          if (event.message === 'cancelled') return { end: 'cancelled' };
+          return { end: 'failed', message: event.message, resumable: event.resumable === true };
         }
         if (event.type !== 'token-out') continue;
         if (event.finish === TokenFinish.EOG) {
           finished = 'stop';
-          await this.release(plan, admitted, stage0, request.promptTokens, generated, finished);
-          yield { type: 'done', finishReason: 'stop', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens };
-          return;
+          await this.release(plan, admitted, stage0, run.promptTokens, fedThisRun, finished);
+          return { end: 'finished', finish: 'stop' };
         }
-        completion++;
         generated.push(event.token);
+        fedThisRun.push(event.token);
         yield { type: 'token', tokenId: event.token };
         if (event.finish === TokenFinish.LENGTH) {
           finished = 'length';
-          await this.release(plan, admitted, stage0, request.promptTokens, generated, finished);
-          yield { type: 'done', finishReason: 'length', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens };
-          return;
+          await this.release(plan, admitted, stage0, run.promptTokens, fedThisRun, finished);
+          return { end: 'finished', finish: 'length' };
         }
       }
-    } catch (error) {
-      yield { type: 'done', finishReason: 'error', promptTokens: request.promptTokens.length, completionTokens: completion, cachedTokens, error: (error as Error).message };
     } finally {
       request.signal?.removeEventListener('abort', onAbort);
+      trace?.end(finished ?? 'ended early');
       // The manager may already have given this id to the next request (reuse in place).
       if (this.pending.get(sequenceId) === mine) this.pending.delete(sequenceId);
       if (!finished || !admitted) {
         stage0?.send({ ...emptyFrameHeader(FrameKind.CONTROL), sequenceId, planVersion: plan.version, flags: FrameFlags.STOP });
         if (admitted) this.rpc.send('kv.release', { modelId: plan.modelId as ModelId, sequenceId: admitted.sequenceId, keep: false }).catch((error: Error) => this.logger.warn(`kv.release of sequence ${sequenceId}: ${error.message}`));
       }
+    }
+  }
+
+  /**
+   * Waits for the model's current plan to be served by every stage (after a re-placement the
+   * nodes load their new layers first), until `deadline`.
+   */
+  private async awaitReadyPlan(modelId: string, deadline: number, signal?: AbortSignal): Promise<{ plan?: Plan; reason: string }> {
+    // Give discovery and the planner a moment: right after a node is lost, the old plan still looks ready.
+    await new Promise((resolve) => setTimeout(resolve, RESUME_RETRY_MS));
+    for (;;) {
+      const readiness = this.readiness(modelId);
+      const plan = this.plans.get(modelId);
+      let reason = readiness.reason ?? `no plan for ${modelId}`;
+      if (plan && readiness.ready) {
+        // Right after a node is lost its lease still stands: the plan counts only once every stage answers.
+        const reachable = await Promise.all(plan.stages.map((s) => this.link(s.nodeId))).then(() => true, (error: Error) => ((reason = error.message), false));
+        if (reachable) return { plan, reason: '' };
+      }
+      if (signal?.aborted) return { reason: 'cancelled' };
+      if (Date.now() >= deadline) return { reason: `no ready plan within ${RESUME_WAIT_MS / 1000} s (${reason})` };
+      await new Promise((resolve) => setTimeout(resolve, RESUME_RETRY_MS));
     }
   }
 
@@ -226,7 +328,7 @@ export class ShardPipelineClient extends PipelineClient {
     return this.nextSequence;
   }
 
-  private sendPrompt(stage0: Connection, plan: Plan, sequenceId: number, request: GenerateRequest, from = 0): void {
+  private sendPrompt(stage0: Connection, plan: Plan, sequenceId: number, request: GenerateRequest, from = 0, trace?: FrameTrace): void {
     const s = request.sampling;
     const base: FrameHeader = {
       ...emptyFrameHeader(FrameKind.TOKENS),
@@ -244,6 +346,8 @@ export class ShardPipelineClient extends PipelineClient {
       seed: s.seed,
       maxTokens: request.maxTokens,
       planVersion: plan.version,
+      // token 1's span: every stage's forward spans of the prompt go under it
+      ...trace,
     };
     const ids = Int32Array.from(request.promptTokens);
     for (let at = Math.min(from, ids.length - 1); at < ids.length; at += PREFILL_CHUNK_TOKENS) {
@@ -267,7 +371,7 @@ export class ShardPipelineClient extends PipelineClient {
         this.links.delete(nodeId);
         if (this.stopped) return;
         this.logger.warn(`connection to node ${nodeId} closed${error ? `: ${error.message}` : ''}`);
-        for (const pending of this.pending.values()) pending.push({ type: 'error', message: `lost the connection to node ${nodeId}` });
+        for (const pending of this.pending.values()) pending.push({ type: 'error', message: `lost the connection to node ${nodeId}`, resumable: true });
       });
       const subscribe = Buffer.from(JSON.stringify({ op: 'subscribe' }));
       connection.send({ ...emptyFrameHeader(FrameKind.CONTROL), dtype: PayloadDType.U8, width: 1, tokenCount: subscribe.length, payloadLength: subscribe.length }, subscribe);
@@ -282,6 +386,7 @@ export class ShardPipelineClient extends PipelineClient {
     const pending = this.pending.get(header.sequenceId);
     if (!pending) return;
     if (header.kind === FrameKind.TOKEN_OUT && payload.length >= 8) {
+      pending.trace?.tokenOut(header, payload.readInt32LE(0), payload.readInt32LE(4) as TokenFinish);
       pending.push({ type: 'token-out', token: payload.readInt32LE(0), finish: payload.readInt32LE(4) as TokenFinish });
     } else if (header.kind === FrameKind.ERROR) {
       pending.push({ type: 'error', message: payload.toString('utf8') || 'a stage failed' });
@@ -296,8 +401,9 @@ export class ShardPipelineClient extends PipelineClient {
       }, () => undefined);
     }
     try {
-      const { nodes } = await this.rpc.send('discovery.nodes.list', {}, { timeoutMs: 1000 });
+      const { nodes, links } = await this.rpc.send('discovery.nodes.list', {}, { timeoutMs: 1000 });
       this.nodes = new Map(nodes.map((n) => [n.id, n]));
+      this.measuredLinks = links ?? [];
       const { plans, unplaced } = await this.rpc.send('planner.list', {}, { timeoutMs: 1000 });
       for (const plan of plans) this.adopt(plan);
       for (const entry of unplaced) {
@@ -317,7 +423,7 @@ export class ShardPipelineClient extends PipelineClient {
     // The stages start over on a new plan (in-flight frames are dropped): fail what ran on the old one.
     for (const pending of this.pending.values()) {
       if (pending.plan?.modelId === plan.modelId && pending.plan.version < plan.version) {
-        pending.push({ type: 'error', message: `the model was re-placed during the generation (plan v${pending.plan.version} → v${plan.version}); retry the request` });
+        pending.push({ type: 'error', message: `the model was re-placed during the generation (plan v${pending.plan.version} → v${plan.version})`, resumable: true });
       }
     }
     this.logger.log(`plan ${plan.modelId} v${plan.version}: ${plan.stages.map((s) => `${s.nodeId}[${s.layerStart},${s.layerEnd})`).join(' → ')}`);

@@ -4,6 +4,7 @@ import {
   FrameFlags, FrameKind, PayloadDType, TokenFinish, emptyFrameHeader,
   type FrameHeader, type Plan, type PlanStage,
 } from '@baton/contracts';
+import { nextTokenTrace } from '@baton/telemetry';
 
 export interface StageRole {
   index: number;
@@ -27,6 +28,8 @@ export interface WorkItem {
   tokens?: Int32Array;
   /** Later stages: hidden states, tokenCount × embeddingLength. */
   hidden?: Float32Array;
+  /** When the frame arrived (epoch ms), kept only for sampled frames while tracing is on. */
+  receivedAt?: number;
 }
 
 /**
@@ -63,9 +66,15 @@ export function tokenOutFrame(from: FrameHeader, position: number): FrameHeader 
   return { ...from, kind: FrameKind.TOKEN_OUT, firstPosition: position, tokenCount: 1, dtype: PayloadDType.I32, width: 2, payloadLength: 8, flags: 0 };
 }
 
-/** The ring: the sampled token goes back to stage 0 as the next one-token TOKENS frame. */
-export function ringFrame(from: FrameHeader, position: number): FrameHeader {
-  return { ...from, kind: FrameKind.TOKENS, firstPosition: position, tokenCount: 1, dtype: PayloadDType.I32, width: 1, payloadLength: 4, flags: FrameFlags.LAST_CHUNK };
+/**
+ * The ring: the sampled token goes back to stage 0 as the next one-token TOKENS frame. In a traced
+ * request it carries the next token's span id and sampling decision (`generated` = tokens the
+ * sequence has produced so far; see @baton/telemetry frame-trace) whether or not this process
+ * traces: the gateway and the other stages rely on it.
+ */
+export function ringFrame(from: FrameHeader, position: number, generated = 0): FrameHeader {
+  const ring = { ...from, kind: FrameKind.TOKENS, firstPosition: position, tokenCount: 1, dtype: PayloadDType.I32, width: 1, payloadLength: 4, flags: FrameFlags.LAST_CHUNK };
+  return from.traceFlags === 0 ? ring : { ...ring, ...nextTokenTrace(from, generated) };
 }
 
 export function stopFrame(sequenceId: number, planVersion: number): FrameHeader {

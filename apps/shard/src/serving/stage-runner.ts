@@ -6,10 +6,16 @@
 // the KV-cache manager to reuse or free; passed on). Frames of stopped sequences are dropped.
 // With a KV event sink, every forward reports what each sequence now holds and every free is
 // reported (issue 7: the manager mirrors each shard's pool from these numbered events).
+// With tracing on, every sampled frame (its header names the token span it works for) gets a
+// forward span under that token, and every frame sent on for it a hop span; with tracing off
+// (`tracing` undefined) none of that code runs. Likewise for the stage's Prometheus metrics
+// (`metrics`, when the shard serves /metrics).
 import { Logger } from '@nestjs/common';
-import { FrameFlags, FrameKind, KV_RELEASE_OP, TokenFinish, type FrameHeader, type Plan } from '@baton/contracts';
+import { FRAME_HEADER_BYTES, FrameFlags, FrameKind, KV_RELEASE_OP, TokenFinish, type FrameHeader, type Plan } from '@baton/contracts';
 import type { Engine } from '@baton/engine';
 import type { Connection } from '@baton/transport';
+import { SpanKind, SpanStatusCode, epochMs, frameParent, isSampledFrame, processTracing, type FrameTrace, type Tracing } from '@baton/telemetry';
+import { StageMetrics } from './stage-metrics.js';
 import { errorFrame, finishOf, hiddenFrame, ringFrame, stopFrame, takeBatch, tokenOutFrame, view32, type StageRole, type WorkItem } from './frames.js';
 
 /** What the runner needs of an engine (the real Engine, or a double in unit tests). */
@@ -51,6 +57,11 @@ export class StageRunner {
   /** Frames this stage has forwarded (for logs and tests). */
   forwards = 0;
   next: Connection | undefined;
+  /** This process's tracing; undefined = off (no span work on the frame path). */
+  tracing: Tracing | undefined = processTracing();
+  /** This stage's metrics; undefined = the shard serves no /metrics. */
+  metrics: StageMetrics | undefined = StageMetrics.current();
+  private stageLabel: { stage: string } | undefined;
 
   constructor(
     readonly plan: Plan,
@@ -80,7 +91,7 @@ export class StageRunner {
         if (header.width !== 1 || header.payloadLength !== header.tokenCount * 4) return this.refuse(from, header, 'TOKENS frame must carry tokenCount i32 ids');
         if (this.stopped.has(header.sequenceId)) return;
         this.active.add(header.sequenceId);
-        this.queue.push({ header, tokens: view32(Int32Array, payload) });
+        this.enqueue({ header, tokens: view32(Int32Array, payload) });
         break;
       case FrameKind.HIDDEN:
         if (this.role.first) return this.refuse(from, header, 'HIDDEN frames go to stages after the first');
@@ -89,12 +100,22 @@ export class StageRunner {
         }
         if (this.stopped.has(header.sequenceId)) return;
         this.active.add(header.sequenceId);
-        this.queue.push({ header, hidden: view32(Float32Array, payload) });
+        this.enqueue({ header, hidden: view32(Float32Array, payload) });
         break;
       default:
         return;
     }
     void this.pump();
+  }
+
+  private enqueue(item: WorkItem): void {
+    if (this.tracing && isSampledFrame(item.header)) item.receivedAt = epochMs();
+    this.queue.push(item);
+    if (this.metrics) this.metrics.queueDepth.set(this.labels(), this.queue.length);
+  }
+
+  private labels(): { stage: string } {
+    return (this.stageLabel ??= { stage: String(this.role.index) });
   }
 
   close(): void {
@@ -166,6 +187,8 @@ export class StageRunner {
       hidden = batch.length === 1 ? batch[0]!.hidden! : new Float32Array(rows * E);
       if (batch.length > 1) batch.reduce((at, item) => (hidden!.set(item.hidden!, at), at + item.hidden!.length), 0);
     }
+    const startedAt = this.tracing || this.metrics ? epochMs() : 0;
+    if (this.metrics) this.metrics.queueDepth.set(this.labels(), this.queue.length);
     let result;
     try {
       result = await this.engine.forward({
@@ -179,8 +202,15 @@ export class StageRunner {
         output: this.role.last ? 'sample' : 'hidden',
       });
     } catch (error) {
+      if (this.tracing) this.traceForward(batch, rows, startedAt, (error as Error).message);
       for (const item of batch) this.fail(item.header, (error as Error).message);
       return;
+    }
+    if (this.tracing) this.traceForward(batch, rows, startedAt);
+    if (this.metrics) {
+      this.metrics.forwardSeconds.observe(this.labels(), (epochMs() - startedAt) / 1000);
+      this.metrics.forwardRows.inc(this.labels(), rows);
+      this.metrics.batchSequences.observe(this.labels(), batch.length);
     }
     this.forwards++;
     for (const { header: h } of batch) if (!this.stopped.has(h.sequenceId)) this.kvEvents?.stored(h.sequenceId, h.firstPosition + h.tokenCount);
@@ -191,7 +221,10 @@ export class StageRunner {
       row += h.tokenCount;
       if (this.stopped.has(h.sequenceId)) return;
       if (!this.role.last) {
-        this.next?.send(hiddenFrame(h, E), result.hidden!.subarray(from * E, (from + h.tokenCount) * E));
+        const out = hiddenFrame(h, E);
+        const rowsOut = result.hidden!.subarray(from * E, (from + h.tokenCount) * E);
+        if (item.receivedAt !== undefined || this.metrics) this.measuredSend(this.next, out, rowsOut, item.receivedAt !== undefined ? h : undefined, `${this.role.index + 1}`);
+        else this.next?.send(out, rowsOut);
       } else if (h.flags & FrameFlags.LAST_CHUNK) {
         this.sampled(h, result.tokens![i]!);
       }
@@ -205,15 +238,87 @@ export class StageRunner {
     const position = h.firstPosition + h.tokenCount;
     const finish = finishOf(token, state.generated, state.maxTokens, position + 1, this.engine.info.maxContext, this.eog);
     const out = Int32Array.of(token, finish);
-    for (const subscriber of this.subscribers) subscriber.send(tokenOutFrame(h, position), out);
+    const tokenOut = tokenOutFrame(h, position);
+    const tokenTraced = this.tracing !== undefined && isSampledFrame(h);
+    if (this.metrics) this.metrics.sampledTokens.inc(this.labels());
+    if (tokenTraced || this.metrics) this.measuredSend(this.subscribers, tokenOut, out, tokenTraced ? h : undefined, 'gateway');
+    else for (const subscriber of this.subscribers) subscriber.send(tokenOut, out);
     if (finish !== TokenFinish.CONTINUE) {
       this.sequences.delete(h.sequenceId);
       return;
     }
-    const ring = ringFrame(h, position);
+    const ring = ringFrame(h, position, state.generated);
     const id = Int32Array.of(token);
-    if (this.role.first) this.accept(undefined, ring, Buffer.from(id.buffer));
+    if (this.role.first) return this.accept(undefined, ring, Buffer.from(id.buffer));
+    // the ring frame belongs to the next token: its hop span goes under that token's span
+    const ringTraced = this.tracing !== undefined && isSampledFrame(ring);
+    if (ringTraced || this.metrics) this.measuredSend(this.next, ring, id, ringTraced ? ring : undefined, '0');
     else this.next?.send(ring, id);
+  }
+
+  /** One forward span per sampled item of a batch, each in its own request's trace. */
+  private traceForward(batch: WorkItem[], rows: number, startedAt: number, error?: string): void {
+    const endedAt = epochMs();
+    const { index, stage } = this.role;
+    for (const item of batch) {
+      if (item.receivedAt === undefined) continue;
+      const h = item.header;
+      const span = this.tracing!.startSpan(`forward stage ${index}`, {
+        parent: frameParent(h),
+        startTime: startedAt,
+        attributes: {
+          'baton.node': stage.nodeId,
+          'baton.stage': index,
+          'baton.layer_start': stage.layerStart,
+          'baton.layer_end': stage.layerEnd,
+          'baton.sequence_id': h.sequenceId,
+          'baton.position': h.firstPosition,
+          'baton.rows': h.tokenCount,
+          'baton.batch.rows': rows,
+          'baton.batch.sequences': batch.length,
+          'baton.queue_us': Math.max(0, Math.round((startedAt - item.receivedAt) * 1000)),
+        },
+      });
+      if (error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: error });
+      span.end(endedAt);
+    }
+  }
+
+  /**
+   * Sends a frame and records the hop: payload bytes and how long the send took here (the
+   * transport writes or queues before returning) — in the metrics, and as a span under `parent`
+   * for a sampled token. The time on the wire is the gap between this span and the next stage's
+   * forward; their clocks differ, so no span claims it.
+   */
+  private measuredSend(to: Connection | ReadonlySet<Connection> | undefined, header: FrameHeader, payload: Int32Array | Float32Array, parent: FrameTrace | undefined, target: string): void {
+    const connections = to === undefined ? [] : to instanceof Set ? [...(to as ReadonlySet<Connection>)] : [to as Connection];
+    const start = epochMs();
+    let queued = false;
+    for (const connection of connections) queued = connection.send(header, payload) === false || queued;
+    const end = epochMs();
+    if (this.metrics && connections.length > 0) {
+      const hop = this.metrics.hop(this.role.index, FrameKind[header.kind] ?? String(header.kind));
+      hop.bytes.inc(payload.byteLength * connections.length);
+      hop.frames.inc(connections.length);
+      hop.send.observe((end - start) / 1000);
+    }
+    if (!parent || !this.tracing) return;
+    this.tracing.startSpan(`hop stage ${this.role.index} → ${target === 'gateway' ? 'gateway' : `stage ${target}`}`, {
+      parent: frameParent(parent),
+      kind: SpanKind.PRODUCER,
+      startTime: start,
+      attributes: {
+        'baton.node': this.role.stage.nodeId,
+        'baton.stage': this.role.index,
+        'baton.hop.to': target,
+        'baton.hop.kind': FrameKind[header.kind],
+        'baton.hop.bytes': payload.byteLength,
+        'baton.hop.frame_bytes': FRAME_HEADER_BYTES + payload.byteLength,
+        'baton.hop.send_us': Math.round((end - start) * 1000),
+        'baton.hop.queued': queued,
+        'baton.hop.receivers': connections.length,
+      },
+    }).end(end);
   }
 
   private fail(h: FrameHeader, message: string): void {
