@@ -142,8 +142,10 @@ export class ShardPipelineClient extends PipelineClient {
     }
     const resumeDeadline = () => Date.now() + RESUME_WAIT_MS;
     let resumeBy: number | undefined;
+    // One trace for the whole generation, across resumed runs.
+    const trace = this.telemetry?.generationTrace(request.traceparent);
     for (let run = 0; ; run++) {
-      const outcome: RunOutcome = yield* this.runOnce(plan, request, generated, run === 0 ? (n) => (cachedTokens = n) : () => undefined);
+      const outcome: RunOutcome = yield* this.runOnce(plan, request, generated, trace, run === 0 ? (n) => (cachedTokens = n) : () => undefined);
       if (outcome.end === 'finished') {
         yield done(outcome.finish);
         return;
@@ -172,10 +174,9 @@ export class ShardPipelineClient extends PipelineClient {
    * earlier runs appended), then tokens until the end, a cancellation or a failure. Generated
    * tokens are yielded and appended to `generated`.
    */
-  private async *runOnce(plan: Plan, request: GenerateRequest, generated: number[], onCached: (tokens: number) => void): AsyncGenerator<GenerationEvent, RunOutcome> {
+  private async *runOnce(plan: Plan, request: GenerateRequest, generated: number[], trace: GenerationTrace | undefined, onCached: (tokens: number) => void): AsyncGenerator<GenerationEvent, RunOutcome> {
     const run: GenerateRequest = generated.length === 0 ? request : { ...request, promptTokens: [...request.promptTokens, ...generated], maxTokens: request.maxTokens - generated.length };
     let admitted: KvAdmitted | undefined;
-    const trace = this.telemetry?.generationTrace(request.traceparent);
     const admitting = this.telemetry?.admissionStarted(plan.modelId);
     const admissionSpan = trace?.admission();
     try {

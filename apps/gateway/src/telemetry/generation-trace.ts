@@ -33,13 +33,23 @@ export class GenerationTrace {
     };
   }
 
-  /** Starts token 1's span; its context goes into the prompt's TOKENS frames. */
+  /**
+   * Starts the span of the token the prompt will yield (token 1; after a resume on a new plan,
+   * the next one, whose prompt is the original prompt + the tokens so far); its context goes into
+   * the prompt's TOKENS frames.
+   */
   prompt(promptTokens: number, cachedTokens: number): FrameTrace {
     this.lastAt = epochMs();
     this.first = this.tracing.startSpan('token', {
       parent: this.parent,
       startTime: this.lastAt,
-      attributes: { 'baton.token.index': 1, 'baton.token.phase': 'prefill', 'baton.prompt_tokens': promptTokens, 'baton.prompt_tokens_sent': promptTokens - Math.min(cachedTokens, promptTokens - 1) },
+      attributes: {
+        'baton.token.index': this.tokens + 1,
+        'baton.token.phase': 'prefill',
+        'baton.prompt_tokens': promptTokens,
+        'baton.prompt_tokens_sent': promptTokens - Math.min(cachedTokens, promptTokens - 1),
+        ...(this.tokens > 0 ? { 'baton.resumed': true } : {}),
+      },
     });
     const context = this.first.spanContext();
     this.firstSpanId = context.spanId;
@@ -51,9 +61,9 @@ export class GenerationTrace {
     const now = epochMs();
     const index = ++this.tokens;
     const attributes = { 'baton.token.index': index, 'baton.token.id': token, 'baton.token.finish': TokenFinish[finish] ?? String(finish) };
-    if (index === 1) {
-      this.first?.setAttributes(attributes);
-      this.first?.end(now);
+    if (this.first) {
+      this.first.setAttributes(attributes);
+      this.first.end(now);
       this.first = undefined;
     } else if (isSampledFrame(header) && toHex(header.traceId) === this.parent.traceId) {
       const spanId = toHex(header.spanId);
