@@ -4,17 +4,15 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '@baton/control-plane';
 import { writeRandomModel } from '@baton/gguf';
 import type { ChatCompletion, TextCompletion } from '@baton/contracts';
 import type { BatchObject, BatchResultLine } from '../src/batch/batch-logic.js';
-import { CLI, REDIS_URL, dropPrefix, redisClient, startProcess, stopProcess, tempHome, testPrefix, waitFor, type Proc } from '../../discovery/test/processes.js';
+import { CLI, redisClient, startProcess, startUp, stopUp, tempHome, type UpStack } from '../../discovery/test/processes.js';
 
 const home = tempHome();
 const modelPath = join(home, 'bat.gguf');
 const redis = redisClient();
-const prefix = testPrefix();
-let stack: Proc | undefined;
+let stack: UpStack | undefined;
 let url: string;
 
 const REQUESTS = [
@@ -41,22 +39,12 @@ function comparable(body: ChatCompletion | TextCompletion): unknown {
 
 beforeAll(async () => {
   await writeRandomModel({ out: modelPath, arch: 'llama', dim: 128, layers: 4, heads: 4, kvHeads: 2, ffn: 256, type: 'f32', context: 1024, seed: 5, name: 'bat' });
-  const port = await freePort();
-  stack = startProcess(CLI, ['up', '--shards', '1', '--model', modelPath, '--port', String(port), '--prefix', prefix, '--kv-dtype', 'f32', '--context', '512', '--sequences', '4'], { BATON_HOME: home, REDIS_URL });
-  await waitFor(() => stack!.output().includes('OpenAI-compatible API') || stack!.child.exitCode !== null || undefined, 90_000, 100);
-  if (stack.child.exitCode !== null) throw new Error(`baton up stopped:\n${stack.output().slice(-3000)}`);
-  url = `http://127.0.0.1:${port}`;
-  await waitFor(async () => (await fetch(`${url}/readyz`)).ok || undefined, 60_000, 200);
+  stack = await startUp(['--shards', '1', '--model', modelPath, '--kv-dtype', 'f32', '--context', '512', '--sequences', '4'], { BATON_HOME: home });
+  url = stack.url;
 }, 180_000);
 
 afterAll(async () => {
-  if (stack) {
-    stack.child.kill('SIGINT');
-    const timer = setTimeout(() => stack!.child.kill('SIGKILL'), 15_000);
-    await stack.exited;
-    clearTimeout(timer);
-  }
-  await dropPrefix(redis, prefix);
+  await stopUp(stack, redis);
   redis.disconnect();
   rmSync(home, { recursive: true, force: true });
 }, 60_000);
