@@ -14,6 +14,7 @@
         "cpp/kernels/kernels.cc",
         "cpp/kernels/kernels_scalar.cc",
         "cpp/kernels/kernels_avx2.cc",
+        "cpp/kernels/kernels_avx512.cc",
         "cpp/kernels/kernels_neon.cc",
         "cpp/kernels/thread_pool.cc"
       ],

@@ -50,8 +50,6 @@ void rope(float* head, int64_t n_rot, int64_t position, float base, float freq_s
   }
 }
 
-float silu(float x) { return x / (1.0f + std::exp(-x)); }
-
 std::string layer_name(int layer, const char* suffix) { return "blk." + std::to_string(layer) + "." + suffix; }
 
 bool read_u64(const GgufFile& f, const std::string& key, uint64_t lo, uint64_t hi, uint64_t* out, std::string* error, bool required = true,
@@ -551,7 +549,7 @@ void Engine::run_chunk(const ForwardRequest& req, const std::vector<int64_t>& se
     for (int64_t r = 0; r < R; ++r) rmsnorm(xb_.data() + r * dim, x + r * dim, w.ffn_norm.data(), dim, c.rms_eps);
     matmul(w.w_gate, xb_.data(), R, hb_.data(), pool);
     matmul(w.w_up, xb_.data(), R, hb2_.data(), pool);
-    for (int64_t i = 0; i < R * c.n_ff; ++i) hb_[i] = silu(hb_[i]) * hb2_[i];
+    silu_mul_row(hb_.data(), hb2_.data(), R * c.n_ff);
     matmul(w.w_down, hb_.data(), R, xb2_.data(), pool);
     for (int64_t i = 0; i < R * dim; ++i) x[i] += xb2_[i];
   }
@@ -597,10 +595,12 @@ void Engine::run_chunk(const ForwardRequest& req, const std::vector<int64_t>& se
 
 // Causal attention of the chunk's rows over their sequences' KV, read in place from the pool's
 // blocks. One task per (sequence, KV head, block of query rows), spread over the pool:
-//   S = K_g · q          one kernel matmul per 16-position block of K rows (f32/f16/q8_0)
-//   S = softmax(S · scale) with the causal mask
-//   O = Vᵀ_g · S         f32/f16 caches keep V transposed per block: one matmul per block;
-//                        a q8_0 cache's V rows are dequantized and transposed first.
+//   S = K_g · q          f16 cache: attn_scores_f16 over all blocks; f32/q8_0: one kernel
+//                        matmul per 16-position block of K rows
+//   S = softmax(S · scale) with the causal mask (softmax_row)
+//   O = Vᵀ_g · S         f32/f16 caches keep V transposed per block: f16 attn_values_f16 over
+//                        all blocks, f32 one matmul per block; a q8_0 cache's V rows are
+//                        dequantized and transposed first.
 void Engine::attention(int li, const std::vector<ChunkSegment>& chunk) {
   const ModelConfig& c = config_;
   const int64_t hd = c.head_dim;
@@ -637,33 +637,38 @@ void Engine::attention(int li, const std::vector<ChunkSegment>& chunk) {
       const float* q = q_.data() + (cs.row_begin + j0 + j) * q_dim + static_cast<int64_t>(g) * group * hd;
       std::memcpy(s.q.data() + j * group * hd, q, sizeof(float) * group * hd);
     }
-    // Scores, block by block.
-    for (int64_t b = 0; b < n_blocks; ++b) {
-      const int64_t n = std::min(B, Lb - b * B);
-      const uint8_t* k = kv_.part(blocks[b], li, 0) + g * head_k_offset;
-      matmul(Matrix{kv_type, n, hd, k, kv_row_bytes}, s.q.data(), rows, s.part.data(), nullptr);
-      for (int64_t r = 0; r < rows; ++r) std::memcpy(s.s.data() + r * Lb + b * B, s.part.data() + r * n, sizeof(float) * n);
+    // An F16 cache (the default) has kernels that walk the blocks themselves: no per-block
+    // matmul calls, and V is summed in registers across blocks.
+    const bool f16 = kv_type == DType::F16;
+    if (f16) {
+      s.kb.resize(n_blocks);
+      s.vb.resize(n_blocks);
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        s.kb[b] = reinterpret_cast<const uint16_t*>(kv_.part(blocks[b], li, 0) + g * head_k_offset);
+        s.vb[b] = reinterpret_cast<const uint16_t*>(kv_.part(blocks[b], li, 1) + static_cast<size_t>(g) * hd * B * elem_bytes);
+      }
+      attn_scores_f16(s.kb.data(), kv_row_bytes / 2, B, Lb, s.q.data(), rows, hd, s.s.data(), Lb);
+    } else {
+      // Scores, block by block.
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        const int64_t n = std::min(B, Lb - b * B);
+        const uint8_t* k = kv_.part(blocks[b], li, 0) + g * head_k_offset;
+        matmul(Matrix{kv_type, n, hd, k, kv_row_bytes}, s.q.data(), rows, s.part.data(), nullptr);
+        for (int64_t r = 0; r < rows; ++r) std::memcpy(s.s.data() + r * Lb + b * B, s.part.data() + r * n, sizeof(float) * n);
+      }
     }
     for (int64_t j = 0; j < nj; ++j) {
       const int64_t visible = cs.first_position + j0 + j + 1;  // keys [0, position]
       for (int h = 0; h < group; ++h) {
         float* row = s.s.data() + (j * group + h) * Lb;
-        float max = -INFINITY;
-        for (int64_t p = 0; p < visible; ++p) {
-          row[p] *= scale;
-          max = std::max(max, row[p]);
-        }
-        double sum = 0;
-        for (int64_t p = 0; p < visible; ++p) {
-          row[p] = std::exp(row[p] - max);
-          sum += row[p];
-        }
-        const float inv = static_cast<float>(1.0 / sum);
-        for (int64_t p = 0; p < visible; ++p) row[p] *= inv;
+        softmax_row(row, visible, scale);
         for (int64_t p = visible; p < Lb; ++p) row[p] = 0;
       }
     }
-    if (kv_.v_transposed()) {
+    if (f16) {
+      std::fill(s.o.begin(), s.o.begin() + rows * hd, 0.0f);
+      attn_values_f16(s.vb.data(), B, Lb, s.s.data(), Lb, rows, hd, s.o.data());
+    } else if (kv_.v_transposed()) {
       std::fill(s.o.begin(), s.o.begin() + rows * hd, 0.0f);
       for (int64_t b = 0; b < n_blocks; ++b) {
         const int64_t n = std::min(B, Lb - b * B);

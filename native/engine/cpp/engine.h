@@ -165,6 +165,7 @@ class Engine {
     std::vector<float> part;   // [kQueryRows][16 + head_dim]: one block's scores, or weights then output
     std::vector<float> vt;     // [head_dim][C]: q8_0 cache only: the head's values, f32, transposed
     std::vector<float> row;    // [head_dim]
+    std::vector<const uint16_t*> kb, vb;  // f16 cache: the head's K and transposed V in each block
   };
   std::vector<AttentionScratch> attn_scratch_;  // one per thread
   std::vector<std::pair<float, int32_t>> sample_scratch_;

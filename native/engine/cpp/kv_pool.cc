@@ -6,6 +6,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "kernels/f16.h"
 
 namespace baton {
@@ -59,11 +63,20 @@ bool KvPool::init(int n_layers, int64_t kv_dim, KvDType dtype, int64_t n_blocks,
   block_bytes_ = (block_bytes_ + 63) / 64 * 64;
   n_blocks_ = n_blocks;
   size_t total = block_bytes_ * static_cast<size_t>(n_blocks);
-  memory_ = static_cast<uint8_t*>(std::aligned_alloc(64, total));
+  // Attention reads every block of a sequence per layer and token, blocks far apart: 2 MiB pages
+  // (Linux, transparent huge pages on "madvise") cut the TLB misses of those reads. Measured
+  // gain was small (attention ~21% -> ~20% of a Q4_0 decode profile at ~700 positions).
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t align = total >= kHuge ? kHuge : 64;
+  const size_t alloc = (total + align - 1) / align * align;
+  memory_ = static_cast<uint8_t*>(std::aligned_alloc(align, alloc));
   if (memory_ == nullptr) {
     *error = "cannot allocate a KV pool of " + std::to_string(total) + " bytes; ask for fewer KV tokens";
     return false;
   }
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (align == kHuge) madvise(memory_, alloc, MADV_HUGEPAGE);  // a hint: failure changes nothing
+#endif
   std::memset(memory_, 0, total);
   free_blocks_.reserve(n_blocks);
   for (int64_t b = n_blocks - 1; b >= 0; --b) free_blocks_.push_back(static_cast<int32_t>(b));

@@ -364,7 +364,7 @@ export function checkGgufBytes(bytes: Uint8Array): string | null {
   return addon().checkGgufBuffer(bytes);
 }
 
-/** The kernel set chosen for this CPU ("avx2", "neon" or "scalar"). */
+/** The kernel set chosen for this CPU ("avx512", "avx2", "neon" or "scalar"). */
 export function kernelsName(): string {
   return addon().kernelsName();
 }

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const kernels = resolve(import.meta.dirname, '../cpp/kernels');
-const sources = ['test/kernels_test.cc', 'kernels.cc', 'kernels_scalar.cc', 'kernels_avx2.cc', 'kernels_neon.cc', 'thread_pool.cc'].map(
+const sources = ['test/kernels_test.cc', 'kernels.cc', 'kernels_scalar.cc', 'kernels_avx2.cc', 'kernels_avx512.cc', 'kernels_neon.cc', 'thread_pool.cc'].map(
   (f) => join(kernels, f),
 );
 

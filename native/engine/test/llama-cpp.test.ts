@@ -3,12 +3,16 @@
 //
 // Tolerances:
 // - F32 models: next-token probabilities within 1e-4 (observed ~5e-7) and the same 32 greedy tokens.
-// - Quantized models (F16, Q8_0, Q4_0, Q4_K with Q6_K tensors): the same 32 greedy tokens and
+// - Quantized models (Q8_0, Q4_0, Q4_K with Q6_K tensors): the same 32 greedy tokens and
 //   probabilities within 1e-3. The kernels quantize activations exactly as llama.cpp does (Q8_0
 //   blocks for Q8_0/Q4_0 weights, Q8_K for K-quants) and the weights are bit-identical, so the only
 //   difference is float summation order inside dot products and softmax (observed ≤ 1e-6). 1e-3
 //   leaves room for another CPU's kernel set (NEON) summing in a different order, while an error in
 //   a block layout, a scale or a rope mode moves probabilities by far more than that.
+// - F16 models: the same 32 greedy tokens and probabilities within 2e-3. llama.cpp rounds the
+//   activations of F16 matmuls to F16 (its vec_dot_type for F16 is F16); Baton keeps them in F32.
+//   On the llama F16 model that gives 1.17e-3 on a Zen 4 machine (with the kernels before and
+//   after the AVX-512 set alike).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LlamaRef } from '@baton/llama-ref';
 import { Engine } from '../src/index.js';
@@ -63,7 +67,7 @@ describe('engine vs llama.cpp', () => {
     const path = await models.model(spec);
     const mine = await ours(path);
     const theirs = await ref.nextTokenProbabilities(path, PROMPT, { kvType: 'f32' });
-    const tolerance = spec.type === 'f32' ? 1e-4 : 1e-3;
+    const tolerance = spec.type === 'f32' ? 1e-4 : spec.type === 'f16' ? 2e-3 : 1e-3;
     expect(maxAbsDiff(mine.probs, theirs)).toBeLessThan(tolerance);
     const theirGreedy = await ref.greedyTokens(path, PROMPT, STEPS, { kvType: 'f32' });
     expect(mine.greedy).toEqual(theirGreedy);

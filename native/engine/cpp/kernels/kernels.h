@@ -1,7 +1,7 @@
 // Compute kernels of the engine: the contract between the forward pass (native/engine/cpp/*.cc)
 // and the per-CPU-feature kernel files (native/engine/cpp/kernels/*). Row-major weights in
-// ggml's block layouts; activations f32. Kernel choice (AVX2+FMA+F16C, NEON, scalar) happens
-// once at run time in kernels_select(); callers never see it.
+// ggml's block layouts; activations f32. Kernel choice (AVX-512+VNNI, AVX2+FMA+F16C, NEON,
+// scalar) happens once at run time in kernels_select(); callers never see it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -56,7 +56,23 @@ void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
 void quantize_row_q8_0(const float* src, void* dst, int64_t n);
 // Scalar conversions of one value are in kernels/f16.h (baton::f16_to_f32, baton::f32_to_f16).
 
-// Name of the kernel set chosen at run time: "avx2", "neon" or "scalar".
+// Attention over an F16 KV cache kept in blocks of `block` positions (the KV pool's layout).
+// Scores: s[r * lds + p] = sum_d q[r * hd + d] * K_p[d] for r < rows, p < n, where position p is
+// row p % block of k_blocks[p / block] and rows are k_stride halves apart.
+void attn_scores_f16(const uint16_t* const* k_blocks, size_t k_stride, int64_t block, int64_t n, const float* q, int64_t rows,
+                     int64_t hd, float* s, int64_t lds);
+// Values: o[r * hd + d] += sum_{p < n} w[r * ldw + p] * V_p[d], with V transposed per block:
+// V_p[d] = vt_blocks[p / block][d * block + p % block]. Positions past n in the last block are
+// never read as weights and their values never reach o (they may hold anything, even NaN).
+void attn_values_f16(const uint16_t* const* vt_blocks, int64_t block, int64_t n, const float* w, int64_t ldw, int64_t rows,
+                     int64_t hd, float* o);
+
+// x[i] = exp(scale * x[i] - m) / sum_j exp(scale * x[j] - m) for i < n (n >= 1), m the max.
+void softmax_row(float* x, int64_t n, float scale);
+// a[i] = silu(a[i]) * b[i] = a[i] / (1 + exp(-a[i])) * b[i] (SwiGLU).
+void silu_mul_row(float* a, const float* b, int64_t n);
+
+// Name of the kernel set chosen at run time: "avx512", "avx2", "neon" or "scalar".
 const char* kernels_name();
 // The instruction set extensions that set uses, e.g. "avx2+fma+f16c+avx-vnni", "neon+dotprod".
 const char* kernels_detail();

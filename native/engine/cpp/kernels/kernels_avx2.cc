@@ -9,11 +9,14 @@
 // then _mm256_madd_epi16 to int32, or one vpdpbusd) and one FMA with the product of the scales.
 // Decode (batch 1) streams 4 weight rows at once, taken from 4 far-apart parts of the row range
 // and prefetched ahead (Q4_0 two blocks per step, the K-quants row by row within a super-block).
-// Batches use tiles of R weight rows x C activation columns (3x4, 2x4, 1x4) sharing every load,
-// over chunks of 64 columns that stay in L2, so one pass over the weights serves a whole chunk.
+// Small batches use tiles of R weight rows x C activation columns (3x4, 2x4, 1x4) sharing every
+// load, over chunks of 64 columns that stay in L2, so one pass over the weights serves a whole
+// chunk. Batches of 16+ columns of quantized weights (prefill) run the packed GEMM at the end of
+// kernels_x86.inc: 8-row panels unpacked once per matmul, 8 rows x 4 columns per micro-kernel.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels_impl.h"
 
@@ -30,9 +33,11 @@ namespace baton {
 namespace kern {
 namespace x86_avx2 {
 #define BATON_X86_VNNI 0
+#define BATON_X86_SET_NAME "avx2"
 #define BATON_X86_SET_DETAIL "avx2+fma+f16c"
 #include "kernels_x86.inc"
 #undef BATON_X86_VNNI
+#undef BATON_X86_SET_NAME
 #undef BATON_X86_SET_DETAIL
 }  // namespace x86_avx2
 }  // namespace kern
@@ -56,9 +61,11 @@ namespace baton {
 namespace kern {
 namespace x86_vnni {
 #define BATON_X86_VNNI 1
+#define BATON_X86_SET_NAME "avx2"
 #define BATON_X86_SET_DETAIL "avx2+fma+f16c+avx-vnni"
 #include "kernels_x86.inc"
 #undef BATON_X86_VNNI
+#undef BATON_X86_SET_NAME
 #undef BATON_X86_SET_DETAIL
 }  // namespace x86_vnni
 }  // namespace kern

@@ -89,9 +89,27 @@ inline size_t act_row_bytes(ActFormat f, int64_t cols) {
 using GemmFn = void (*)(const Matrix& w, int64_t r0, int64_t r1, const void* xa, size_t xa_stride, int64_t batch,
                         float* y, int64_t ldy);
 using QuantizeFn = void (*)(const float* x, void* y, int64_t n);
+using AttnScoresFn = void (*)(const uint16_t* const* k_blocks, size_t k_stride, int64_t block, int64_t n, const float* q,
+                              int64_t rows, int64_t hd, float* s, int64_t lds);
+using AttnValuesFn = void (*)(const uint16_t* const* vt_blocks, int64_t block, int64_t n, const float* w, int64_t ldw,
+                              int64_t rows, int64_t hd, float* o);
+
+// A kernel set's optional path for batches of quantized weights (prefill): activation rows in
+// the set's own format, made once per matmul by `prepare`, and a gemm that reads them. matmul()
+// takes it for batches of at least min_batch columns and weights of at least min_rows rows whose
+// type handles() accepts; row ranges handed to gemm start at multiples of row_align.
+struct BatchKernels {
+  int64_t min_batch;
+  int64_t min_rows;
+  int64_t row_align;
+  bool (*handles)(DType t);
+  size_t (*act_row_bytes)(DType t, int64_t cols);
+  void (*prepare)(DType t, const float* x, void* dst, int64_t cols);
+  GemmFn gemm;  // dispatches on w.type
+};
 
 struct KernelSet {
-  const char* name;    // "avx2", "neon" or "scalar" (kernels_name())
+  const char* name;    // "avx512", "avx2", "neon" or "scalar" (kernels_name())
   const char* detail;  // the instruction set extensions used, e.g. "avx2+fma+f16c+avx-vnni"
   GemmFn gemm_f32;
   GemmFn gemm_f16;
@@ -103,6 +121,14 @@ struct KernelSet {
   QuantizeFn quantize_q8_K;  // n multiple of 256
   void (*f16_to_f32_row)(const uint16_t* x, float* y, int64_t n);
   void (*f32_to_f16_row)(const float* x, uint16_t* y, int64_t n);
+  const BatchKernels* batch = nullptr;  // null: every batch runs the gemm_* functions above
+  // Attention over an F16 KV cache (kernels.h: attn_scores_f16 / attn_values_f16); null: one
+  // matmul per block of positions (the scalar reference attn_*_f16_ref is the tests' yardstick).
+  AttnScoresFn attn_scores_f16 = nullptr;
+  AttnValuesFn attn_values_f16 = nullptr;
+  // Vectorized exp for softmax_row / silu_mul_row; null: the scalar versions (std::exp).
+  void (*softmax_row)(float* x, int64_t n, float scale) = nullptr;
+  void (*silu_mul_row)(float* a, const float* b, int64_t n) = nullptr;
 };
 
 const KernelSet* scalar_kernels();
@@ -110,6 +136,8 @@ const KernelSet* scalar_kernels();
 // this CPU (with AVX-VNNI when present); avx2_plain_kernels() never uses AVX-VNNI.
 const KernelSet* avx2_kernels();
 const KernelSet* avx2_plain_kernels();
+// AVX512F/BW/VL/DQ + AVX512-VNNI (Ice Lake, Sapphire Rapids, Zen 4+); null when absent.
+const KernelSet* avx512_kernels();
 const KernelSet* neon_kernels();        // with SDOT when the CPU has it
 const KernelSet* neon_plain_kernels();  // never SDOT (null when the build requires it)
 
@@ -122,6 +150,12 @@ void force_kernel_set(const KernelSet* set);
 void quantize_row_q8_0_ref(const float* x, void* y, int64_t n);
 void quantize_row_q8_K_ref(const float* x, void* y, int64_t n);
 void dequantize_row_ref(DType type, const void* row, float* dst, int64_t cols);
+void softmax_row_ref(float* x, int64_t n, float scale);
+void silu_mul_row_ref(float* a, const float* b, int64_t n);
+void attn_scores_f16_ref(const uint16_t* const* k_blocks, size_t k_stride, int64_t block, int64_t n, const float* q,
+                         int64_t rows, int64_t hd, float* s, int64_t lds);
+void attn_values_f16_ref(const uint16_t* const* vt_blocks, int64_t block, int64_t n, const float* w, int64_t ldw, int64_t rows,
+                         int64_t hd, float* o);
 
 }  // namespace kern
 }  // namespace baton

@@ -115,6 +115,49 @@ void dequantize_row_ref(DType type, const void* row, float* y, int64_t cols) {
   }
 }
 
+void softmax_row_ref(float* x, int64_t n, float scale) {
+  float max = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] *= scale;
+    max = std::fmax(max, x[i]);
+  }
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void silu_mul_row_ref(float* a, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) a[i] = a[i] / (1.0f + std::exp(-a[i])) * b[i];
+}
+
+void attn_scores_f16_ref(const uint16_t* const* k_blocks, size_t k_stride, int64_t block, int64_t n, const float* q,
+                         int64_t rows, int64_t hd, float* s, int64_t lds) {
+  for (int64_t p = 0; p < n; ++p) {
+    const uint16_t* k = k_blocks[p / block] + static_cast<size_t>(p % block) * k_stride;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* qr = q + r * hd;
+      float acc = 0.0f;
+      for (int64_t d = 0; d < hd; ++d) acc += qr[d] * f16_to_f32(k[d]);
+      s[r * lds + p] = acc;
+    }
+  }
+}
+
+void attn_values_f16_ref(const uint16_t* const* vt_blocks, int64_t block, int64_t n, const float* w, int64_t ldw, int64_t rows,
+                         int64_t hd, float* o) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t d = 0; d < hd; ++d) {
+      float acc = 0.0f;
+      for (int64_t p = 0; p < n; ++p) acc += w[r * ldw + p] * f16_to_f32(vt_blocks[p / block][d * block + p % block]);
+      o[r * hd + d] += acc;
+    }
+  }
+}
+
 namespace {
 
 inline const uint8_t* row_ptr(const Matrix& w, int64_t r) {

@@ -2,8 +2,9 @@
 // streamed from memory (rotating through copies larger than the caches), reported as GB/s of
 // weights read beside a STREAM-style read of the same bytes, measured alternately with it; then the same
 // matrix times a batch (prefill) in GFLOP/s. Usage: bench [--threads N] [--mb M] [--batch B]
-// [--rows R] [--cols C] [--types f32,f16,q8_0,q4_0,q4_k,q6_k] [--scalar]. A small --mb keeps
-// the weights in cache (compute-bound figures).
+// [--rows R] [--cols C] [--types f32,f16,q8_0,q4_0,q4_k,q6_k] [--scalar | --set DETAIL]. A small
+// --mb keeps the weights in cache (compute-bound figures). --set picks one of the kernel sets
+// this CPU runs by its detail string (e.g. avx2+fma+f16c) to compare it with the automatic choice.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "../kernels.h"
+#include "../kernels_impl.h"
 #include "../thread_pool.h"
 
 using namespace baton;
@@ -127,6 +129,7 @@ int main(int argc, char** argv) {
   size_t mb = 512;
   int64_t batch = 128;
   bool scalar = false;
+  std::string set;
   std::string types = "f32,f16,q8_0,q4_0,q4_k,q6_k";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -135,10 +138,11 @@ int main(int argc, char** argv) {
     else if (a == "--batch" && i + 1 < argc) batch = std::atol(argv[++i]);
     else if (a == "--types" && i + 1 < argc) types = argv[++i];
     else if (a == "--scalar") scalar = true;
+    else if (a == "--set" && i + 1 < argc) set = argv[++i];
     else if (a == "--rows" && i + 1 < argc) rows = std::atol(argv[++i]);
     else if (a == "--cols" && i + 1 < argc) cols = std::atol(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: bench [--threads N] [--rows R] [--cols C] [--mb M] [--batch B] [--types f32,f16,...] [--scalar]\n");
+      std::fprintf(stderr, "usage: bench [--threads N] [--rows R] [--cols C] [--mb M] [--batch B] [--types f32,f16,...] [--scalar | --set DETAIL]\n");
       return 2;
     }
   }
@@ -147,6 +151,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (scalar) kernels_force_scalar(true);
+  if (!set.empty()) {
+    const kern::KernelSet* sets[8];
+    const int n = kern::available_kernel_sets(sets, 8);
+    const kern::KernelSet* pick = nullptr;
+    for (int i = 0; i < n; ++i)
+      if (set == sets[i]->detail) pick = sets[i];
+    if (pick == nullptr) {
+      std::fprintf(stderr, "bench: no kernel set %s on this CPU; available:", set.c_str());
+      for (int i = 0; i < n; ++i) std::fprintf(stderr, " %s", sets[i]->detail);
+      std::fprintf(stderr, "\n");
+      return 2;
+    }
+    kern::force_kernel_set(pick);
+  }
   std::unique_ptr<ThreadPool> pool_owner(threads > 1 ? new ThreadPool(threads) : nullptr);
   ThreadPool* pool = pool_owner.get();
   std::printf("kernels: %s (%s), threads %d, matrix %lld x %lld, working set %zu MB\n", kernels_name(), kernels_detail(), threads,

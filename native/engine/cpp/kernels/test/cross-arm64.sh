@@ -20,7 +20,7 @@ status=0
 for march in armv8-a armv8.2-a+dotprod; do
   bin="$out/kernels_test-$(echo "$march" | tr '+.' '__')"
   "$cxx" -std=c++17 -O2 -static -pthread -march="$march" -Wall -o "$bin" "$here/kernels_test.cc" "$k/kernels.cc" \
-    "$k/kernels_scalar.cc" "$k/kernels_avx2.cc" "$k/kernels_neon.cc" "$k/thread_pool.cc"
+    "$k/kernels_scalar.cc" "$k/kernels_avx2.cc" "$k/kernels_avx512.cc" "$k/kernels_neon.cc" "$k/thread_pool.cc"
   echo "cross-arm64: built for -march=$march"
   if [ -n "$qemu" ]; then
     if "$qemu" -cpu max "$bin" "$@"; then echo "cross-arm64: -march=$march passed under qemu"; else status=1; fi

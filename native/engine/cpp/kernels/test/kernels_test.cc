@@ -325,6 +325,118 @@ void test_f16() {
   force_kernel_set(nullptr);
 }
 
+// attn_scores_f16 / attn_values_f16 of every set against double precision over the same f16
+// values: |diff| <= 1e-5 * S + 1e-6 with S = sum of |products|. Block slots past n hold NaN,
+// which must never reach the output.
+void test_attention() {
+  const KernelSet* sets[8];
+  const int nsets = available_kernel_sets(sets, 8);
+  const int64_t block = 16;
+  const int64_t hds[] = {64, 128, 16, 80, 6};
+  const int64_t ns[] = {1, 15, 16, 17, 100};
+  const int64_t rowss[] = {1, 4, 7};
+  for (int64_t hd : hds) {
+    for (int64_t n : ns) {
+      for (int64_t rows : rowss) {
+        const int64_t nb = (n + block - 1) / block;
+        const size_t k_stride = static_cast<size_t>(hd) * 3 + 8;  // other heads' data between rows
+        std::vector<uint16_t> kbuf(nb * block * k_stride), vbuf(nb * hd * block);
+        for (auto& h : kbuf) h = f32_to_f16(randn());
+        for (auto& h : vbuf) h = f32_to_f16(randn());
+        std::vector<const uint16_t*> kb(nb), vb(nb);
+        for (int64_t b = 0; b < nb; ++b) {
+          kb[b] = kbuf.data() + b * block * k_stride;
+          vb[b] = vbuf.data() + b * hd * block;
+        }
+        for (int64_t p = n; p < nb * block; ++p)
+          for (int64_t d = 0; d < hd; ++d) vbuf[(p / block) * hd * block + d * block + p % block] = 0x7e00;  // NaN
+        std::vector<float> q(rows * hd), w(rows * n), o0(rows * hd);
+        for (auto& v : q) v = randn();
+        for (auto& v : w) v = randu(0.0f, 1.0f);
+        for (auto& v : o0) v = randn();
+        std::vector<double> sref(rows * n), smag(rows * n), oref(rows * hd), omag(rows * hd);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t p = 0; p < n; ++p) {
+            double a = 0, m = 0;
+            for (int64_t d = 0; d < hd; ++d) {
+              const double t = static_cast<double>(q[r * hd + d]) * f16_to_f32(kb[p / block][(p % block) * k_stride + d]);
+              a += t;
+              m += std::fabs(t);
+            }
+            sref[r * n + p] = a;
+            smag[r * n + p] = m;
+          }
+          for (int64_t d = 0; d < hd; ++d) {
+            double a = o0[r * hd + d], m = std::fabs(o0[r * hd + d]);
+            for (int64_t p = 0; p < n; ++p) {
+              const double t = static_cast<double>(w[r * n + p]) * f16_to_f32(vb[p / block][d * block + p % block]);
+              a += t;
+              m += std::fabs(t);
+            }
+            oref[r * hd + d] = a;
+            omag[r * hd + d] = m;
+          }
+        }
+        for (int set = 0; set < nsets; ++set) {
+          force_kernel_set(sets[set]);
+          char what[200];
+          std::snprintf(what, sizeof what, "attention %s hd %lld n %lld rows %lld", sets[set]->detail, (long long)hd, (long long)n,
+                        (long long)rows);
+          std::vector<float> sc(rows * n + 1, -1.0f);
+          attn_scores_f16(kb.data(), k_stride, block, n, q.data(), rows, hd, sc.data(), n);
+          bool ok = sc[rows * n] == -1.0f;  // nothing written past the last row
+          for (int64_t i = 0; i < rows * n; ++i) ok = ok && std::fabs(sc[i] - sref[i]) <= 1e-5 * smag[i] + 1e-6;
+          check(ok, std::string(what) + ": scores");
+          std::vector<float> o = o0;
+          attn_values_f16(vb.data(), block, n, w.data(), n, rows, hd, o.data());
+          ok = true;
+          for (int64_t i = 0; i < rows * hd; ++i) ok = ok && std::fabs(o[i] - oref[i]) <= 1e-5 * omag[i] + 1e-6;
+          check(ok, std::string(what) + ": values");
+        }
+        force_kernel_set(nullptr);
+      }
+    }
+  }
+}
+
+// softmax_row and silu_mul_row of every set against double precision: each output within 2e-6
+// of its magnitude (the vector exp is ~1 ulp; float sums of up to 1000 terms) + 1e-12.
+void test_exp_rows() {
+  const KernelSet* sets[8];
+  const int nsets = available_kernel_sets(sets, 8);
+  const int64_t ns[] = {1, 7, 8, 9, 33, 1000};
+  for (int set = 0; set < nsets; ++set) {
+    force_kernel_set(sets[set]);
+    for (int64_t n : ns) {
+      std::vector<float> x(n), b(n);
+      for (auto& v : x) v = randn() * 8.0f;
+      for (auto& v : b) v = randn();
+      x[0] = -200.0f;  // far below the max: exp underflows towards 0
+      const float scale = 0.125f;
+      std::vector<double> ref(n);
+      double m = -INFINITY, sum = 0;
+      for (int64_t i = 0; i < n; ++i) m = std::fmax(m, static_cast<double>(x[i] * scale));
+      for (int64_t i = 0; i < n; ++i) sum += ref[i] = std::exp(static_cast<double>(x[i] * scale) - m);
+      std::vector<float> y = x;
+      softmax_row(y.data(), n, scale);
+      bool ok = true;
+      for (int64_t i = 0; i < n; ++i) ok = ok && std::fabs(y[i] - ref[i] / sum) <= 2e-6 * (ref[i] / sum) + 1e-12;
+      check(ok, std::string("softmax_row (") + sets[set]->detail + ") n " + std::to_string(n));
+      y = x;
+      y[n - 1] = 100.0f;  // exp(-100) ~ 4e-44: silu(100) = 100
+      silu_mul_row(y.data(), b.data(), n);
+      ok = true;
+      for (int64_t i = 0; i < n; ++i) {
+        const double a = i == n - 1 ? 100.0 : x[i];
+        const double want = a / (1.0 + std::exp(-a)) * b[i];
+        ok = ok && std::fabs(y[i] - want) <= 2e-6 * std::fabs(want) + 1e-12;
+      }
+      check(ok, std::string("silu_mul_row (") + sets[set]->detail + ") n " + std::to_string(n));
+    }
+  }
+  force_kernel_set(nullptr);
+}
+
 void test_pool() {
   for (int n = 1; n <= 4; ++n) {
     ThreadPool pool(n);
@@ -359,6 +471,8 @@ int main(int argc, char** argv) {
   std::printf("\n");
   test_pool();
   test_f16();
+  test_attention();
+  test_exp_rows();
   ThreadPool p2(2), p3(3);
   ThreadPool* pools[3] = {nullptr, &p2, &p3};
   struct Shape {
