@@ -73,11 +73,16 @@ export const benchPipelineCommand: CommandSpec = {
       const { url } = stack;
       const rpc = new RpcClient(resolveControlPlaneOptions({ prefix: stack.prefix }));
       try {
-        // Wait for what the prediction should use: measured compute rates and (with 2+ shards) links.
+        // Wait for what the prediction should use: measured compute rates and (with 2+ shards)
+        // links probed after every shard settled (probes taken while the shards were loading and
+        // measuring overstate the links; the shards probe again once their peers settle).
         const wantLinks = shards * (shards - 1);
-        for (let i = 0; i < 100; i++) {
+        let settledAt: number | undefined;
+        for (let i = 0; i < 150; i++) {
           const { nodes, links } = await rpc.send('discovery.nodes.list', {});
-          if (nodes.every((n) => n.computeBytesPerSec !== null) && links.length >= wantLinks && (await fetch(`${url}/readyz`)).ok) break;
+          if (settledAt === undefined && nodes.every((n) => n.computeBytesPerSec !== null && n.servingPlanId)) settledAt = Date.now();
+          const fresh = links.filter((l) => settledAt !== undefined && l.measuredAtMs > settledAt).length;
+          if (settledAt !== undefined && fresh >= wantLinks && (await fetch(`${url}/readyz`)).ok) break;
           await new Promise((r) => setTimeout(r, 300));
         }
         const prediction = await rpc.send('planner.preview', { modelPath, requirement });

@@ -54,6 +54,8 @@ type RunOutcome =
   | { end: 'cancelled' }
   | { end: 'failed'; message: string; resumable: boolean };
 
+/** Node announcement fields the client acts on: a change to one of them refreshes the node list at once. */
+const NODE_FIELDS_USED = new Set(['endpoints', 'servingPlanId', 'status', 'version', 'protocolVersion']);
 /** How long a generation whose plan broke waits for a new ready plan before it fails. */
 const RESUME_WAIT_MS = 60_000;
 /** Pause between looks for a ready plan while resuming. */
@@ -445,7 +447,9 @@ export class ShardPipelineClient extends PipelineClient {
             this.plans.delete(modelId);
             this.unplaced.set(modelId, `no plan for ${modelId}: ${reason}`);
           }
-          if (event.type.startsWith('node.')) await this.refresh();
+          // Joins, leaves, and changes to what readiness and links use (not, say, a node's KV use).
+          if (event.type === 'node.joined' || event.type === 'node.left') await this.refresh();
+          if (event.type === 'node.updated' && (event.data as { changed?: string[] }).changed?.some((field) => NODE_FIELDS_USED.has(field))) await this.refresh();
         }
       } catch {
         await new Promise((resolve) => setTimeout(resolve, 500));

@@ -1,7 +1,8 @@
 // Measures this node's links: it probes every other node's data-plane endpoint (RTT p50/p99 and
-// bandwidth with PROBE frames) every LINK_PROBE_INTERVAL_MS, and a node that joins (or moves to
-// a new endpoint) within a couple of seconds, and appends link-measured events that discovery
-// shows in `baton nodes` and the planner uses.
+// bandwidth with PROBE frames) every LINK_PROBE_INTERVAL_MS, and within a couple of seconds a node
+// that joins, moves to a new endpoint, or settles (either side's plan or measured compute rate
+// changed), and appends link-measured events that discovery shows in `baton nodes` and the
+// planner uses.
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import type { LinkMeasurement, NodeId } from '@baton/contracts';
 import { CONTROL_PLANE_OPTIONS, EventLog, RedisConnections, RpcClient, batonHome, loadOrCreateSecret, type ControlPlaneOptions } from '@baton/control-plane';
@@ -58,11 +59,15 @@ export class LinkProberService implements OnApplicationBootstrap, OnModuleDestro
       return measured;
     }
     const secret = loadOrCreateSecret(this.options.home ?? batonHome());
+    const self = nodes.find((n) => n.id === this.options.id);
     for (const node of nodes) {
       if (this.stopped || node.id === this.options.id) continue;
       const endpoint = node.endpoints.find((e) => e.kind === 'tcp');
       if (!endpoint || endpoint.port === undefined) continue;
-      const key = `${endpoint.address}:${endpoint.port}`;
+      // A probe taken while either side was still loading or measuring its engine (both busy on a
+      // small machine) overstates the link: once either side settles — its compute rate or plan
+      // changes — the pair is probed again.
+      const key = `${endpoint.address}:${endpoint.port} ${node.computeBytesPerSec ?? '-'} ${node.servingPlanId ?? '-'} ${self?.computeBytesPerSec ?? '-'} ${self?.servingPlanId ?? '-'}`;
       const last = this.probed.get(node.id);
       if (dueOnly && last && last.endpoint === key && Date.now() - last.atMs < LINK_PROBE_INTERVAL_MS) continue;
       this.probed.set(node.id, { atMs: Date.now(), endpoint: key });

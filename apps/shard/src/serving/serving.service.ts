@@ -27,6 +27,14 @@ interface Loaded {
   eog: Set<number>;
 }
 
+/**
+ * How often the pool's use is announced when it changed (for `baton nodes` and /v1/cluster). Every
+ * announcement change is a node.updated event that every service reads, so not at every block a
+ * decode step fills (measured: at 500 ms, two shards decoding at ~90 tokens/s spent ~4% of their
+ * CPU on the resulting control-plane traffic).
+ */
+const KV_REPORT_MS = 2000;
+
 @Injectable()
 export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger('Serving');
@@ -62,7 +70,7 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
     await this.agent.update({ endpoints: [{ kind: 'tcp', address: this.options.advertiseHost ?? '127.0.0.1', port: this.options.advertisePort ?? server.port }] });
     this.logger.log(`data plane listening on ${server.address}`);
     void this.follow();
-    this.kvTimer = setInterval(() => void this.reportKv(), 500);
+    this.kvTimer = setInterval(() => void this.reportKv(), KV_REPORT_MS);
   }
 
   async onModuleDestroy(): Promise<void> {
@@ -207,14 +215,13 @@ export class ServingService implements OnApplicationBootstrap, OnModuleDestroy {
     this.logger.log(`loaded ${label} in ${Date.now() - started} ms (${engine.info.kernels} kernels, ${engine.info.threads} thread(s))`);
     if (!this.computeMeasured) {
       this.computeMeasured = true;
-      // The first steps fault the mapped weights in; noise from other processes only ever slows a
-      // step, so the best of a few short runs is the engine's rate.
+      // The first steps fault the mapped weights in. Then the median of five runs of 16 decode
+      // steps: the best of a few short runs (used before) was optimistic by 10–40% from run to run
+      // on this shared VM, and every prediction the planner makes scales with this number.
       await engine.measureComputeRate(4);
-      let rate = await engine.measureComputeRate(8);
-      for (let i = 0; i < 2; i++) {
-        const again = await engine.measureComputeRate(8);
-        if (again.bytesPerSec > rate.bytesPerSec) rate = again;
-      }
+      const runs = [];
+      for (let i = 0; i < 5; i++) runs.push(await engine.measureComputeRate(16));
+      let rate = runs.sort((a, b) => a.bytesPerSec - b.bytesPerSec)[2]!;
       // A small stage can sit in the CPU's last-level cache while it is measured alone, which a
       // pipeline sharing the machine will not enjoy: never announce more than memory can stream.
       const bandwidth = await measureReadBandwidth({ bytes: 512 * 1024 * 1024, passes: 3, threads: engine.info.threads });
