@@ -1,12 +1,11 @@
 // The shard's KV protocol against a real Redis: commands from the node's stream run in order on
 // the pool, every change is a numbered event, every `free` is answered (held or not), dumps carry
-// the number of the last event they include, commands for another plan or stage are ignored, and
-// the stores of decode steps are coalesced.
+// the number of the last event they include, and commands for another plan or stage are ignored.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KvKeys } from '@baton/contracts';
 import { parseRedisUrl } from '@baton/control-plane';
-import { KvAgent, STORED_FLUSH_MS } from './kv-agent.js';
+import { KvAgent } from './kv-agent.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `batontest-kvagent-${process.pid}-${Date.now()}:`;
@@ -99,22 +98,5 @@ describe('KvAgent', () => {
     await new Promise((r) => setTimeout(r, 50));
     const last = (await entries(redis)).at(-1)!;
     expect(last.data).toMatchObject({ kind: 'copied', sequenceId: 9, tokens: 0, blocks: 0, seq: 5 });
-  });
-
-  it('coalesces the stores of decode steps: the latest count per sequence, numbered ahead of any later change', async () => {
-    const before = (await entries(redis)).length;
-    for (let tokens = 17; tokens <= 30; tokens++) agent.stored(7, tokens);
-    agent.stored(11, 5);
-    agent.freed(11);
-    await new Promise((r) => setTimeout(r, 50));
-    expect((await entries(redis)).slice(before).map((e) => e.data)).toMatchObject([
-      { kind: 'stored', sequenceId: 7, tokens: 30, blocks: 2, seq: 6 },
-      { kind: 'stored', sequenceId: 11, tokens: 5, blocks: 1, seq: 7 },
-      { kind: 'freed', sequenceId: 11, seq: 8 },
-    ]);
-    // Alone, a store goes out within STORED_FLUSH_MS.
-    agent.stored(7, 31);
-    await new Promise((r) => setTimeout(r, STORED_FLUSH_MS + 100));
-    expect((await entries(redis)).at(-1)!.data).toMatchObject({ kind: 'stored', sequenceId: 7, tokens: 31, seq: 9 });
   });
 });

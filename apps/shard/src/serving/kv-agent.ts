@@ -1,10 +1,6 @@
 // The shard's half of the KV-cache protocol (issue 7, libs/kv-core/README.md "What shards must
-// do"): numbered events (stored after forwards, freed / truncated / copied after each pool
-// change) and dumps go to the `<prefix>kv-events` stream. `stored` events are coalesced: a decode
-// step stores one more position every few milliseconds, and one Redis write per step per stage
-// cost more than all other per-token work outside the engine (measured ~0.35 ms per write on this
-// VM), so the latest count per sequence goes out at most every STORED_FLUSH_MS — or at once, in
-// order, ahead of any other event or dump (the manager's confirmations never wait for it); the manager's commands for this node
+// do"): numbered events (stored after each forward, freed / truncated / copied after each pool
+// change) and dumps go to the `<prefix>kv-events` stream; the manager's commands for this node
 // come from `<prefix>kv-commands:<nodeId>` and run in the order sent, queued on the engine
 // behind the forwards already queued, so a dump reflects every command sent before it.
 import { Logger } from '@nestjs/common';
@@ -28,17 +24,11 @@ export interface KvRunnerHooks {
 
 type RawEntry = [id: string, fields: string[]];
 
-/** Longest delay of a coalesced `stored` event. */
-export const STORED_FLUSH_MS = 100;
-
 export class KvAgent {
   private readonly logger = new Logger('KvAgent');
   readonly epoch = `${Date.now().toString(36)}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   private seq = 0;
   private outbox: string[][] = [];
-  /** Positions held per sequence, stored since the last flush (latest count wins). */
-  private readonly pendingStored = new Map<number, number>();
-  private storedTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private stopped = false;
   private loop: Promise<void> | undefined;
@@ -71,17 +61,12 @@ export class KvAgent {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.loop?.catch(() => undefined);
-    this.emitStored();
     await this.flush();
   }
 
-  /** After a forward: the sequence holds KV for positions [0, tokens). Sent within STORED_FLUSH_MS. */
+  /** After a forward: the sequence holds KV for positions [0, tokens). */
   stored(sequenceId: number, tokens: number): void {
-    this.pendingStored.set(sequenceId, tokens);
-    this.storedTimer ??= setTimeout(() => {
-      this.storedTimer = undefined;
-      this.emitStored();
-    }, STORED_FLUSH_MS);
+    this.emit({ kind: 'stored', sequenceId, tokens, blocks: Math.ceil(tokens / 16) });
   }
 
   /** After the pool freed the sequence (STOP, a failure, or the manager's `free`). */
@@ -89,22 +74,7 @@ export class KvAgent {
     this.emit({ kind: 'freed', sequenceId });
   }
 
-  /** Numbers and queues the coalesced `stored` events (in the order their sequences were first stored). */
-  private emitStored(): void {
-    if (this.storedTimer) clearTimeout(this.storedTimer);
-    this.storedTimer = undefined;
-    const pending = [...this.pendingStored];
-    this.pendingStored.clear();
-    for (const [sequenceId, tokens] of pending) this.number({ kind: 'stored', sequenceId, tokens, blocks: Math.ceil(tokens / 16) });
-  }
-
   private emit(body: KvBody): void {
-    // What was stored before this change goes first, so the manager sees the pool's history in order.
-    this.emitStored();
-    this.number(body);
-  }
-
-  private number(body: KvBody): void {
     this.seq++;
     const event = { ...this.ref, epoch: this.epoch, seq: this.seq, atMs: Date.now(), ...body, sequenceId: body.sequenceId as SequenceId } as KvShardEvent;
     this.push('event', event);
@@ -200,8 +170,6 @@ export class KvAgent {
   async dump(): Promise<void> {
     const stats = await this.engine.kv.stats().catch(() => undefined);
     if (!stats) return;
-    // The dump reflects the pool now, so it counts every store before it: number those first.
-    this.emitStored();
     const dump: KvShardDump = {
       ...this.ref,
       epoch: this.epoch,
