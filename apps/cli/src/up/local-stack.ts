@@ -5,7 +5,8 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { batonHome, freePort } from '@baton/control-plane';
+import { Redis } from 'ioredis';
+import { batonHome, freePort, parseRedisUrl } from '@baton/control-plane';
 import { CliError } from '../command.js';
 
 export interface LocalStack {
@@ -32,6 +33,7 @@ export async function startLocalStack(name: string, args: string[], timeoutMs = 
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
     await exited;
+    await dropNamespace(output, prefix);
   };
   const end = Date.now() + timeoutMs;
   for (;;) {
@@ -55,4 +57,28 @@ export function benchModelPath(flagValue: string | undefined): string {
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+/**
+ * Deletes what the stack left under its private key prefix (event streams, KV snapshots …) in the
+ * Redis it used — often the user's own cluster's. Best effort: a benchmark never fails on this.
+ */
+async function dropNamespace(output: string, prefix: string): Promise<void> {
+  const used = /Baton is up: Redis (\S+) \(([^)]*)\)/.exec(output);
+  if (!used || used[2]!.startsWith('embedded')) return; // an embedded Redis went away with the stack
+  const redis = new Redis({ ...parseRedisUrl(used[1]!), lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+  } catch {
+    // left for a later cleanup
+  } finally {
+    redis.disconnect();
+  }
 }
