@@ -142,7 +142,6 @@ export class ShardPipelineClient extends PipelineClient {
       yield done('error', { error: this.readiness(request.modelId).reason });
       return;
     }
-    const resumeDeadline = () => Date.now() + RESUME_WAIT_MS;
     let resumeBy: number | undefined;
     // One trace for the whole generation, across resumed runs.
     const trace = this.telemetry?.generationTrace(request.traceparent);
@@ -160,7 +159,7 @@ export class ShardPipelineClient extends PipelineClient {
         yield done('error', { error: outcome.message });
         return;
       }
-      resumeBy ??= resumeDeadline();
+      resumeBy ??= Date.now() + RESUME_WAIT_MS;
       const next = await this.awaitReadyPlan(request.modelId, resumeBy, request.signal);
       if (!next.plan) {
         yield done('error', { error: `${outcome.message}; could not resume: ${next.reason}` });

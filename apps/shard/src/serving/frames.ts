@@ -1,10 +1,11 @@
 // Pure helpers of the serving loop: which stage a node holds in a plan, where its output goes,
-// how queued frames form a batch, and the frames a stage sends.
+// how queued frames form a batch, the frames a stage sends, and the CONTROL ops it reads.
 import {
   FrameFlags, FrameKind, PayloadDType, TokenFinish, emptyFrameHeader,
   type FrameHeader, type Plan, type PlanStage,
 } from '@baton/contracts';
 import { nextTokenTrace } from '@baton/telemetry';
+import type { Connection } from '@baton/transport';
 
 export interface StageRole {
   index: number;
@@ -100,4 +101,21 @@ export function view32<T extends Int32Array | Float32Array>(ctor: { new (buffer:
   const copy = new ctor(length);
   new Uint8Array(copy.buffer).set(payload.subarray(0, length * 4));
   return copy;
+}
+
+/** The `op` of a CONTROL frame's JSON payload (`subscribe`, `release` …), if it has one. */
+export function controlOp(payload: Buffer): string | undefined {
+  try {
+    const op = (JSON.parse(payload.toString('utf8')) as { op?: unknown }).op;
+    return typeof op === 'string' ? op : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Adds a gateway's connection to the TOKEN_OUT / ERROR subscribers until it closes. */
+export function addSubscriber(subscribers: Set<Connection>, connection: Connection): void {
+  if (subscribers.has(connection)) return;
+  subscribers.add(connection);
+  connection.once('close', () => subscribers.delete(connection));
 }

@@ -16,7 +16,7 @@ import type { Engine } from '@baton/engine';
 import type { Connection } from '@baton/transport';
 import { SpanKind, SpanStatusCode, epochMs, frameParent, isSampledFrame, processTracing, type FrameTrace, type Tracing } from '@baton/telemetry';
 import { StageMetrics } from './stage-metrics.js';
-import { errorFrame, finishOf, hiddenFrame, ringFrame, stopFrame, takeBatch, tokenOutFrame, view32, type StageRole, type WorkItem } from './frames.js';
+import { addSubscriber, controlOp, errorFrame, finishOf, hiddenFrame, ringFrame, stopFrame, takeBatch, tokenOutFrame, view32, type StageRole, type WorkItem } from './frames.js';
 
 /** What the runner needs of an engine (the real Engine, or a double in unit tests). */
 export type StageEngine = Pick<Engine, 'info' | 'forward' | 'kv'>;
@@ -80,12 +80,15 @@ export class StageRunner {
     switch (header.kind) {
       case FrameKind.CONTROL:
         if (header.flags & FrameFlags.STOP) return this.stop(header.sequenceId);
-        if (this.parseControl(payload)?.op === KV_RELEASE_OP) return this.release(header, payload);
-        if (from && this.parseControl(payload)?.op === 'subscribe') {
-          this.subscribers.add(from);
-          from.once('close', () => this.subscribers.delete(from));
+        switch (controlOp(payload)) {
+          case KV_RELEASE_OP:
+            return this.release(header, payload);
+          case 'subscribe':
+            if (from) addSubscriber(this.subscribers, from);
+            return;
+          default:
+            return;
         }
-        return;
       case FrameKind.TOKENS:
         if (!this.role.first) return this.refuse(from, header, 'TOKENS frames go to the first stage');
         if (header.width !== 1 || header.payloadLength !== header.tokenCount * 4) return this.refuse(from, header, 'TOKENS frame must carry tokenCount i32 ids');
@@ -121,14 +124,6 @@ export class StageRunner {
   close(): void {
     this.closed = true;
     this.queue.length = 0;
-  }
-
-  private parseControl(payload: Buffer): { op?: string } | undefined {
-    try {
-      return JSON.parse(payload.toString('utf8')) as { op?: string };
-    } catch {
-      return undefined;
-    }
   }
 
   private refuse(from: Connection | undefined, header: FrameHeader, reason: string): void {
